@@ -1,0 +1,85 @@
+"""The ``automl-bin`` click group and the error boundary.
+
+Every expected error becomes one paragraph on stderr and an exit code: 2 for bad input (recipe,
+arguments, missing data, plugin problems), 1 for a runtime failure, 130 for an interrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from typing import Any
+
+import click
+
+from automl_bin import __version__
+from automl_bin.errors import AutomlBinError
+
+__all__ = ["cli", "main"]
+
+EPILOG = """\b
+Examples:
+  automl-bin run recipes/quickstart.toml
+  automl-bin run recipes/quickstart.toml --set strategy.epochs=2 --set experiment.seed=3
+  automl-bin check recipes/darts_cifar.toml
+  automl-bin plugins
+  automl-bin ui
+"""
+
+
+def _quiet_environment() -> None:
+    """No network and little noise from MLflow unless the user asked otherwise."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="automl-bin")
+def cli() -> None:
+    """automl-bin: plugin-based AutoML for binary (1-bit) neural architecture search.
+
+    A TOML recipe composes an experiment (data, search space, binarizer, strategy, retraining,
+    tracking); `run` executes it and tracks it in MLflow.
+    """
+
+
+def _register_commands() -> None:
+    from automl_bin.cli.check import check_command
+    from automl_bin.cli.plugins_cmd import plugins_command
+    from automl_bin.cli.run import run_command
+    from automl_bin.cli.ui import ui_command
+
+    for command in (run_command, check_command, plugins_command, ui_command):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def _paragraph(message: str) -> str:
+    return textwrap.fill(" ".join(message.split()), width=100)
+
+
+def main(args: list[str] | None = None, prog_name: str = "automl-bin") -> Any:
+    """Entry point: run the CLI and map errors to one-paragraph messages and exit codes."""
+    _quiet_environment()
+    try:
+        rv = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AutomlBinError as exc:
+        label = "Interrupted" if exc.exit_code == 130 else "Error"
+        click.echo(_paragraph(f"{label}: {exc}"), err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+    sys.exit(0)

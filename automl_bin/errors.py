@@ -1,0 +1,44 @@
+"""Errors the CLI turns into one-paragraph messages and exit codes.
+
+`UsageError` (exit 2) is for bad input the user can fix: a recipe, an argument, missing data.
+`PluginError` (exit 2) names the plugin and its distribution. Anything else is a runtime
+failure (exit 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["AutomlBinError", "UsageError", "PluginError", "DataNotFoundError", "suggest"]
+
+
+class AutomlBinError(Exception):
+    """Base class of every error automl-bin raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(AutomlBinError):
+    """Bad input: a recipe, a command-line argument or a missing file. Exit code 2."""
+
+    exit_code = 2
+
+
+class DataNotFoundError(UsageError):
+    """A data set is not on disk and may not be downloaded; the message says how to get it."""
+
+
+class PluginError(AutomlBinError):
+    """A plugin misbehaved (import error, hook raising, wrong type, duplicate name)."""
+
+    exit_code = 2
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """Return ' Did you mean 'x'?' for the closest candidate, or '' when none is close."""
+    matches = difflib.get_close_matches(word, sorted(candidates), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    quoted = " or ".join(f"'{m}'" for m in matches)
+    return f" Did you mean {quoted}?"

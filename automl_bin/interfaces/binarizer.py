@@ -1,0 +1,70 @@
+"""`Binarizer`: how latent real weights and activations become 1-bit values.
+
+A binarizer hands out small modules: one weight quantizer per convolution (it may own
+parameters, such as a learned per-channel scale) and activation quantizers. Forward values are
+the binarized tensors; the backward pass follows the binarizer's surrogate gradient. It also
+declares the bit widths it produces, which model accounting reads, and may contribute auxiliary
+loss terms (e.g. a reconstruction loss) that the strategy adds to its training loss.
+
+Torch is imported lazily so that recipe validation and ``automl-bin plugins`` stay fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["Binarizer", "EmptyConfig"]
+
+
+@attrs.frozen(kw_only=True)
+class EmptyConfig:
+    """The config of a component that takes no parameters."""
+
+
+class Binarizer(ABC):
+    """Maps latent weights/activations to their 1-bit forms.
+
+    Subclasses set ``Config`` (an attrs class validated from the recipe's ``[binarizer]``
+    section), ``weight_bits`` and ``activation_bits``, and implement the two quantizer
+    factories. ``weight_bits == 32`` means the binarizer is real-valued (the built-in ``none``).
+    """
+
+    Config: ClassVar[type] = EmptyConfig
+    #: bits of each weight the quantizer produces (1 for binary, 32 for real)
+    weight_bits: ClassVar[int] = 32
+    #: bits of each activation fed to a binary convolution (1 for binary, 32 for real)
+    activation_bits: ClassVar[int] = 32
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def is_binary(self) -> bool:
+        """True when weights are quantized below full precision."""
+        return self.weight_bits < 32
+
+    @abstractmethod
+    def weight_quantizer(self, out_channels: int) -> nn.Module:
+        """A module mapping a latent conv weight ``(C_out, C_in, k, k)`` to its binarized form.
+
+        Called once per convolution; the module may hold parameters (e.g. a learned scale).
+        """
+
+    @abstractmethod
+    def activation_quantizer(self) -> nn.Module:
+        """A module mapping a real activation tensor to its binarized form (surrogate backward)."""
+
+    def aux_losses(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms for ``model`` (name -> scalar tensor), already weighted.
+
+        The caller adds their sum to the training loss and logs each term as a metric.
+        The default has none.
+        """
+        return {}

@@ -1,0 +1,1 @@
+"""Building blocks shared by search spaces and strategies (import torch)."""

@@ -1,0 +1,305 @@
+"""The runner: owns the run loop of ``automl-bin run``.
+
+It seeds, loads and splits the data, creates a fresh output folder, drives the strategy epoch by
+epoch (checkpointing after each), retrains the derived genotype with the retrain estimator, and
+fires the lifecycle hooks that trackers observe. Ctrl-C or SIGTERM end the run as ``KILLED``
+with the last checkpoint kept; an exception ends it as ``FAILED``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import random
+import secrets
+import signal
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+import automl_bin
+from automl_bin.checkpoint import save_atomic, write_text_atomic
+from automl_bin.errors import AutomlBinError, UsageError
+from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
+from automl_bin.plugins import PluginSet, call_observers
+from automl_bin.progress import Progress
+from automl_bin.recipe import ResolvedRecipe, flatten
+from automl_bin.run_info import RunInfo
+
+__all__ = ["RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
+
+T = TypeVar("T")
+
+
+class RunInterrupted(AutomlBinError):
+    """The run was stopped by Ctrl-C or SIGTERM; it is marked KILLED, checkpoints are kept."""
+
+    exit_code = 130
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    run_dir: Path
+    genotype: Genotype
+    summary: Mapping[str, Any]
+    announcements: Mapping[str, Any]
+    estimate: Estimate | None = None
+
+
+class PhaseReporter:
+    """The `automl_bin.interfaces.Reporter` of one phase: turns calls into hook calls."""
+
+    def __init__(self, plugins: PluginSet, run: RunInfo, phase: str, progress: Progress) -> None:
+        self.plugins = plugins
+        self.run = run
+        self.phase = phase
+        self.progress = progress
+        self.work_dir = run.run_dir / phase
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        call_observers(self.plugins, "on_metrics", run=self.run, phase=self.phase,
+                       metrics=dict(metrics), step=step)
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.progress.info(_epoch_line(self.phase, epoch, metrics))
+        call_observers(self.plugins, "on_epoch_end", run=self.run, phase=self.phase, epoch=epoch,
+                       metrics=dict(metrics))
+
+    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
+        return save_atomic(state, self.run.run_dir / name)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        call_observers(self.plugins, "on_artifact", run=self.run, phase=self.phase,
+                       path=Path(path), artifact_path=artifact_path)
+
+    def log_json(self, name: str, data: Any) -> Path:
+        path = write_text_atomic(self.work_dir / name, json.dumps(data, indent=2, default=str))
+        self.log_artifact(path)
+        return path
+
+    def track(self, iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+        return self.progress.track(iterable, total, description)
+
+    def info(self, message: str) -> None:
+        self.progress.info(message)
+
+
+def _epoch_line(phase: str, epoch: int, metrics: Mapping[str, float]) -> str:
+    keys = ("train_loss", "train_acc", "val_acc", "test_acc", "alpha_entropy", "epoch_seconds")
+    shown = ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+    return f"[{phase}] epoch {epoch + 1}: {shown}"
+
+
+def new_run_dir(output_dir: str | Path, experiment: str) -> Path:
+    """A folder that did not exist before: ``output_dir/<experiment>/<time>-<random>``."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(output_dir) / experiment
+    for _ in range(100):
+        path = base / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a fresh run folder under {base}")
+
+
+def recipe_to_toml(raw: Mapping[str, Any]) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(dict(raw))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def pick_device(name: str) -> Any:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("[experiment] device = \"cuda\" but no CUDA device is available; use "
+                         "\"auto\" or \"cpu\".")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: the run checkpoints and is marked KILLED."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
+    recipe = resolved.recipe
+    tags = {
+        "strategy": recipe.strategy.name,
+        "search_space": recipe.search_space.name,
+        "binarizer": recipe.binarizer.name,
+        "dataset": recipe.data.name,
+        "automl_bin_version": automl_bin.__version__,
+        "recipe_sha256": recipe.sha256,
+        "recipe_source": recipe.source,
+    }
+    for kind, name in (("strategy", recipe.strategy.name), ("search_space", recipe.search_space.name),
+                       ("binarizer", recipe.binarizer.name), ("dataset", recipe.data.name)):
+        entry = plugins.registry.get(kind, name)
+        tags[f"plugin.{kind}"] = f"{entry.distribution} {entry.version}".strip()
+    return tags
+
+
+def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None = None) -> RunResult:
+    """Execute a resolved recipe end to end; see the module docstring."""
+    import torch
+
+    from automl_bin.data import make_splits
+
+    progress = progress or Progress()
+    recipe = resolved.recipe
+    exp = recipe.experiment
+    if exp.threads > 0:
+        torch.set_num_threads(exp.threads)
+    seed_everything(exp.seed, exp.deterministic)
+    device = pick_device(exp.device)
+
+    progress.info(f"Loading data set {recipe.data.name!r} ...")
+    data = resolved.dataset.load()
+    splits = make_splits(data, batch_size=recipe.data.batch_size,
+                         eval_batch_size=recipe.data.eval_batch_size,
+                         train_portion=recipe.data.train_portion, subset=recipe.data.subset,
+                         seed=exp.seed, device=device)
+    run_dir = new_run_dir(exp.output_dir, exp.name)
+    recipe_text = recipe_to_toml(recipe.raw)
+    write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    info = RunInfo(recipe=recipe, recipe_text=recipe_text, run_dir=run_dir,
+                   params=flatten(recipe.raw), tags=_tags(resolved, plugins), resolved=resolved)
+    progress.info(f"Run folder: {run_dir}")
+
+    summary: dict[str, Any] = {}
+    status = "FINISHED"
+    phase: str | None = None
+    genotype: Genotype | None = None
+    estimate: Estimate | None = None
+    call_observers(plugins, "on_run_start", run=info)
+    for key, value in info.announcements.items():
+        progress.info(f"{key}: {value}")
+    strategy = resolved.strategy
+    try:
+        with _sigterm_as_interrupt():
+            # ---- search ----
+            phase = "search"
+            call_observers(plugins, "on_phase_start", run=info, phase=phase)
+            reporter = PhaseReporter(plugins, info, phase, progress)
+            env = SearchEnv(space=resolved.search_space, binarizer=resolved.binarizer,
+                            input_shape=data.input_shape, num_classes=data.num_classes,
+                            device=device, seed=exp.seed, splits=splits, reporter=reporter,
+                            estimator=resolved.search_estimator,
+                            create=lambda kind, name, config=None: plugins.registry.create(
+                                kind, name, config),
+                            network=attrs.asdict(resolved.network))
+            t_search = time.perf_counter()
+            strategy.setup(env)
+            epochs = strategy.num_epochs()
+            for epoch in range(epochs):
+                t0 = time.perf_counter()
+                metrics = dict(strategy.run_epoch(epoch))
+                metrics["epoch_seconds"] = time.perf_counter() - t0
+                save_atomic({"epoch": epoch, "strategy": strategy.state_dict(),
+                             "torch_rng": torch.get_rng_state(), "recipe": recipe_text},
+                            run_dir / "search_checkpoint.pt")
+                reporter.log_epoch(epoch, metrics)
+            genotype = strategy.derive()
+            summary["search_seconds"] = time.perf_counter() - t_search
+            write_text_atomic(run_dir / "genotype.json", genotype.to_json())
+            reporter.log_artifact(run_dir / "genotype.json")
+            weights = strategy.op_weights()
+            if weights:
+                from automl_bin.plots import plot_op_weights
+
+                png = plot_op_weights({k: v.tolist() if hasattr(v, "tolist") else v
+                                       for k, v in weights.items()},
+                                      resolved.search_space.op_names,
+                                      reporter.work_dir / "op_weights.png")
+                reporter.log_artifact(png)
+            search_metrics = {"search_seconds": summary["search_seconds"],
+                              **strategy.final_metrics()}
+            progress.info(f"Genotype: {genotype}")
+            call_observers(plugins, "on_search_end", run=info, genotype=genotype,
+                           metrics=search_metrics)
+            call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
+            phase = None
+
+            # ---- retrain ----
+            if resolved.retrain_estimator is not None:
+                phase = "retrain"
+                call_observers(plugins, "on_phase_start", run=info, phase=phase)
+                reporter = PhaseReporter(plugins, info, phase, progress)
+                est_env = EstimationEnv(space=resolved.search_space, binarizer=resolved.binarizer,
+                                        input_shape=data.input_shape, num_classes=data.num_classes,
+                                        device=device, seed=exp.seed, splits=splits,
+                                        fit="train_full", score="test", reporter=reporter,
+                                        network=attrs.asdict(resolved.network))
+                estimate = resolved.retrain_estimator.estimate(genotype, est_env)
+                if estimate.model is not None:
+                    save_atomic(estimate.model.state_dict(), run_dir / "model.pt")
+                    reporter.log_artifact(run_dir / "model.pt")
+                summary.update(estimate.metrics)
+                progress.info("Retrained: " + ", ".join(
+                    f"{k}={v:.4g}" for k, v in estimate.metrics.items()))
+                call_observers(plugins, "on_retrain_end", run=info, estimate=estimate)
+                call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
+                phase = None
+    except KeyboardInterrupt as exc:
+        status = "KILLED"
+        summary["error"] = "interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept"
+        _end(plugins, info, phase, status, summary, strategy)
+        raise RunInterrupted(
+            f"Run interrupted; it is marked KILLED and its last checkpoint is kept in {run_dir}."
+        ) from exc
+    except BaseException as exc:
+        status = "FAILED"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        _end(plugins, info, phase, status, summary, strategy)
+        raise
+    _end(plugins, info, None, status, summary, strategy)
+    assert genotype is not None
+    return RunResult(run_dir=run_dir, genotype=genotype, summary=summary,
+                     announcements=dict(info.announcements), estimate=estimate)
+
+
+def _end(plugins: PluginSet, info: RunInfo, phase: str | None, status: str,
+         summary: Mapping[str, Any], strategy: Any) -> None:
+    try:
+        strategy.teardown()
+    finally:
+        if phase is not None:
+            call_observers(plugins, "on_phase_end", run=info, phase=phase, status=status)
+        write_text_atomic(info.run_dir / "summary.json",
+                          json.dumps({"status": status, **summary}, indent=2, default=str))
+        call_observers(plugins, "on_run_end", run=info, status=status, summary=dict(summary))

@@ -1,0 +1,1 @@
+"""Search mechanisms shared by strategies (import torch)."""
