@@ -1,0 +1,111 @@
+"""The DARTS search network (spec §1.1-1.2): stem, cells, global pooling, linear classifier.
+
+Architecture parameters ``alphas_normal`` and ``alphas_reduce`` (edges × ops, initialised
+1e-3·N(0,1)) are registered parameters kept apart from the weights by `arch_parameters`. The
+stem and classifier stay real-valued; cell convolutions come from the injected binarizer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl_bin.interfaces import Binarizer, Genotype
+from automl_bin.interfaces.supernet import Supernet
+from automl_bin.nn.qconv import ConvFactory
+from automl_bin_plugins.darts_space.cells import SearchCell
+from automl_bin_plugins.darts_space.derive import derive_cell, edge_index, num_edges
+
+__all__ = ["DartsSupernet", "reduction_layers"]
+
+CELL_TYPES = ("normal", "reduce")
+
+
+def reduction_layers(layers: int) -> set[int]:
+    """Cells that halve the resolution: at depths L//3 and 2L//3 (spec §1.1)."""
+    if layers < 3:
+        return {layers // 2} if layers == 2 else set()
+    return {layers // 3, 2 * layers // 3}
+
+
+class DartsSupernet(Supernet):
+    def __init__(self, *, input_shape: tuple[int, int, int], num_classes: int, layers: int,
+                 init_channels: int, nodes: int, stem_multiplier: int, stem_stride: int = 1,
+                 op_names: tuple[str, ...], binarizer: Binarizer, space_name: str = "darts") -> None:
+        super().__init__()
+        self.op_names = tuple(op_names)
+        self.nodes = nodes
+        self.space_name = space_name
+        conv = ConvFactory(binarizer)
+        c_in = input_shape[0]
+        c_curr = stem_multiplier * init_channels
+        # the stem stays real-valued (1-bit convention, spec §1.4)
+        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, stride=stem_stride, padding=1, bias=False),
+                                  nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c = c_curr, c_curr, init_channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        reductions = reduction_layers(layers)
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                c *= 2
+            cell = SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, self.op_names, conv)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            c_pp, c_p = c_p, nodes * c
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, num_classes)
+        e, m = num_edges(nodes), len(self.op_names)
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(e, m))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(e, m))
+        self._fixed: dict[str, torch.Tensor] | None = None
+        self._active: dict[str, list[bool]] | None = None
+
+    # -- architecture -------------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def mixing_weights(self) -> dict[str, torch.Tensor]:
+        """Per cell type, the (differentiable) weights each edge mixes its ops with."""
+        return {k: F.softmax(a, dim=-1) for k, a in self.alphas().items()}
+
+    def op_weights(self) -> dict[str, torch.Tensor]:
+        return {k: w.detach() for k, w in self.mixing_weights().items()}
+
+    def genotype(self) -> Genotype:
+        weights = self.op_weights()
+        cells = {k: derive_cell(weights[k].tolist(), self.op_names, self.nodes) for k in CELL_TYPES}
+        return Genotype(space=self.space_name, cells=cells)
+
+    def set_fixed_architecture(self, genotype: Genotype | None) -> None:
+        if genotype is None:
+            self._fixed, self._active = None, None
+            return
+        index = {edge: r for r, edge in enumerate(edge_index(self.nodes))}
+        fixed, active = {}, {}
+        for kind in CELL_TYPES:
+            w = torch.zeros(len(index), len(self.op_names))
+            on = [False] * len(index)
+            for edge in genotype.cell(kind).edges:
+                r = index[(edge.source, edge.target)]
+                w[r, self.op_names.index(edge.op)] = 1.0
+                on[r] = True
+            fixed[kind] = w.to(self.alphas_normal.device)
+            active[kind] = on
+        self._fixed, self._active = fixed, active
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self._fixed if self._fixed is not None else self.mixing_weights()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            active = self._active[kind] if self._active is not None else None
+            s0, s1 = s1, cell(s0, s1, weights[kind], active)
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1))

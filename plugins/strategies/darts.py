@@ -1,0 +1,131 @@
+"""The ``darts`` strategy: differentiable architecture search, first or second order (spec §3.1).
+
+Each step alternates an α update on a validation batch (`BilevelOptimizer.arch_step`) and an
+SGD weight update on a training batch, over the whole epoch; the weight learning rate follows a
+cosine schedule over the search. Torch is imported in `setup`, keeping ``automl-bin check``
+fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from automl_bin import hookimpl
+from automl_bin.hookspecs import Register
+from automl_bin.interfaces import Genotype, SearchEnv, Strategy
+
+__all__ = ["DartsStrategy", "DartsConfig"]
+
+_ge0 = attrs.validators.ge(0)
+_gt0 = attrs.validators.gt(0)
+
+
+@attrs.frozen(kw_only=True)
+class DartsConfig:
+    #: search epochs (DARTS CIFAR: 50)
+    epochs: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    #: 1 = first-order (∇_α L_val at the current w), 2 = unrolled second order
+    order: Literal[1, 2] = 1
+    #: epochs at the start during which only the weights train (PC-DARTS: 15, DARTS: 0)
+    warmup_epochs: int = attrs.field(default=0, validator=_ge0)
+    #: weight SGD: initial lr, cosine-annealed to lr_min (DARTS: 0.025 → 0.001)
+    lr: float = attrs.field(default=0.025, validator=_gt0)
+    lr_min: float = attrs.field(default=0.001, validator=_ge0)
+    momentum: float = attrs.field(default=0.9, validator=_ge0)
+    weight_decay: float = attrs.field(default=3e-4, validator=_ge0)
+    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
+    #: Adam on α (DARTS: lr 3e-4, betas (0.5, 0.999), wd 1e-3)
+    arch_lr: float = attrs.field(default=3e-4, validator=_gt0)
+    arch_beta1: float = attrs.field(default=0.5, validator=_ge0)
+    arch_beta2: float = attrs.field(default=0.999, validator=_ge0)
+    arch_weight_decay: float = attrs.field(default=1e-3, validator=_ge0)
+    #: finite-difference step of the second-order HVP, scaled by 1/‖v‖
+    fd_eps: float = attrs.field(default=0.01, validator=_gt0)
+    #: stop each epoch after this many steps (0 = the whole training split); for quick tries
+    max_steps: int = attrs.field(default=0, validator=_ge0)
+
+
+class DartsStrategy(Strategy):
+    """DARTS: bilevel optimisation of α (Adam) and weights (SGD) on a mixed-op supernet."""
+
+    Config = DartsConfig
+
+    def setup(self, env: SearchEnv) -> None:
+        super().setup(env)
+        from automl_bin.search.bilevel import ArchConfig, BilevelOptimizer
+        from automl_bin.training import SgdConfig, make_sgd
+
+        cfg = self.config
+        self.supernet = env.space.build_supernet(env.input_shape, env.num_classes,
+                                                 env.binarizer).to(env.device)
+        self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        w_opt = make_sgd(self.supernet.weight_parameters(), self.sgd)
+        arch = ArchConfig(lr=cfg.arch_lr, beta1=cfg.arch_beta1, beta2=cfg.arch_beta2,
+                          weight_decay=cfg.arch_weight_decay)
+        self.bilevel = BilevelOptimizer(self.supernet, w_opt, arch, order=cfg.order,
+                                        grad_clip=cfg.grad_clip, fd_eps=cfg.fd_eps,
+                                        **self.loss_functions())
+
+    def loss_functions(self) -> dict[str, Any]:
+        """Train/val losses of the bilevel step; subclasses add binarizer terms or KD."""
+        return {}
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def run_epoch(self, epoch: int) -> Mapping[str, float]:
+        from automl_bin.training import RunningMeter, cosine_lr, evaluate, set_lr
+
+        env = self.env
+        assert env is not None, "setup() must run first"
+        lr = cosine_lr(self.sgd, epoch, self.config.epochs)
+        set_lr(self.bilevel.w_opt, lr)
+        train, val = env.splits["train"], env.splits["val"]
+        steps = len(train) if not self.config.max_steps else min(len(train), self.config.max_steps)
+        update_arch = epoch >= self.config.warmup_epochs
+        meter = RunningMeter()
+        arch_loss, arch_steps = 0.0, 0
+        self.supernet.train()
+        pairs = zip(train.batches(epoch), itertools.cycle(val.batches(epoch)))
+        for (xt, yt), (xv, yv) in env.reporter.track(itertools.islice(pairs, steps), steps,
+                                                     f"search epoch {epoch + 1}"):
+            if update_arch:
+                arch_loss += float(self.bilevel.arch_step(xt, yt, xv, yv))
+                arch_steps += 1
+            loss, logits = self.bilevel.weight_step(xt, yt)
+            meter.update(loss, logits, yt)
+        metrics = dict(meter.result("train"))
+        metrics.update(evaluate(self.supernet, val.batches(epoch, shuffle=False), "val"))
+        metrics["alpha_entropy"] = self.supernet.arch_entropy()
+        metrics["lr"] = lr
+        if arch_steps:
+            metrics["arch_loss"] = arch_loss / arch_steps
+        return metrics
+
+    def derive(self) -> Genotype:
+        return self.supernet.genotype()
+
+    def op_weights(self) -> Mapping[str, Any] | None:
+        return {k: v.cpu() for k, v in self.supernet.op_weights().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "supernet": self.supernet.state_dict(),
+            "w_opt": self.bilevel.w_opt.state_dict(),
+            "a_opt": self.bilevel.a_opt.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.bilevel.w_opt.load_state_dict(state["w_opt"])
+        self.bilevel.a_opt.load_state_dict(state["a_opt"])
+
+
+@hookimpl
+def register_strategies(register: Register) -> None:
+    register("darts", DartsStrategy)

@@ -1,0 +1,1 @@
+"""Experiment trackers: lifecycle-hook observers that record runs (MLflow)."""

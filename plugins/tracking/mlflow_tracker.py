@@ -1,0 +1,427 @@
+"""MLflow tracker: records every ``automl-bin run`` as an MLflow parent run with nested phase runs.
+
+Layout in MLflow (experiment = the recipe's ``[experiment] name``)::
+
+    <strategy>-<run folder>            parent: params, tags, recipe.toml, summary metrics, genotype
+      search                           child: per-epoch search metrics (step = epoch)
+      retrain                          child: per-epoch retrain metrics, test metrics
+
+The store is ``[tracking] uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``
+(spelled out, so ``automl-bin ui`` finds the same file). Everything is a no-op when
+``[tracking] enabled = false``.
+
+The plugin talks to MLflow through ``MlflowClient`` only (no fluent ``mlflow.start_run``), keeps
+its ids in ``run.state_for("mlflow")`` and imports mlflow lazily, so loading the plugin costs
+nothing for commands that never run. Tracking must never break a run: an MLflow error is caught
+and reported with one warning per run.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl_bin import hookimpl
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from automl_bin.interfaces import Estimate, Genotype
+    from automl_bin.run_info import RunInfo
+
+__all__ = ["resolve_tracking_uri", "STATE_KEY"]
+
+#: the key of this plugin's private dict in `RunInfo.state_for`
+STATE_KEY = "mlflow"
+#: the phase name hooks use for the parent run
+RUN_PHASE = "run"
+
+# MLflow's own limits (mlflow.utils.validation): params <= 6000 chars, tags <= 8000 chars,
+# 100 params and 1000 metrics per log_batch call.
+_MAX_PARAM_LEN = 6000
+_MAX_TAG_LEN = 5000
+_MAX_ERROR_LEN = 5000
+_PARAMS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+#: seconds to wait for a remote tracking server before giving up on tracking this run; MLflow's
+#: own HTTP retries take ~4 minutes to fail on a refused connection
+_PROBE_TIMEOUT_S = 3.0
+#: characters MLflow accepts in metric and param names; anything else becomes "_"
+_BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``.
+
+    The fallback is written as an absolute ``sqlite:///`` URI (MLflow 3's own default, made
+    explicit) so that ``automl-bin ui`` and announcements name the exact file.
+    """
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _make_client(uri: str) -> MlflowClient:
+    # Set before the first import of mlflow: no telemetry DNS lookup, no INFO chatter
+    # (e.g. "Creating initial MLflow database tables...").
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
+def _probe(uri: str) -> str | None:
+    """None when ``uri`` is local or its server answers within a few seconds, else the problem."""
+    if not _is_remote(uri):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_PROBE_TIMEOUT_S):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered (maybe behind auth or a proxy): reachable
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"MLflow server {uri} is unreachable ({reason})"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _key(name: str) -> str:
+    return _BAD_KEY_CHARS.sub("_", str(name))[:250]
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of ``metrics`` as floats (nan and inf kept); anything else dropped."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, numbers.Real):
+            out[_key(name)] = float(value)
+        elif hasattr(value, "item"):  # numpy / 0-d torch scalars without importing either
+            try:
+                out[_key(name)] = float(value.item())
+            except (TypeError, ValueError, RuntimeError):
+                continue
+    return out
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    """Log ``metrics`` at ``step`` in as few ``log_batch`` calls as MLflow allows (one, usually)."""
+    from mlflow.entities import Metric
+
+    stamp = _now_ms()
+    entities = [Metric(k, v, stamp, int(step)) for k, v in metrics.items()]
+    for chunk in _chunks(entities, _METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=chunk)
+
+
+def _state(run: RunInfo) -> dict[str, Any] | None:
+    """This plugin's state when the run is tracked and its parent run is open, else None."""
+    if not run.recipe.tracking.enabled:
+        return None
+    state = run.state_for(STATE_KEY)
+    if state.get("parent") is None or state.get("suspended") or state.get("ended"):
+        return None
+    return state
+
+
+def _fail(run: RunInfo, state: dict[str, Any], hook: str, exc: BaseException) -> None:
+    """Record an MLflow failure; warn once per run. Remote stores are given up for the run."""
+    uri = state.get("uri", "?")
+    state["failures"] = state.get("failures", 0) + 1
+    # A dead server makes every call block through MLflow's retries (minutes), so stop calling
+    # it; a local store fails fast and may recover (e.g. a locked sqlite file), so keep trying.
+    suspend = _is_remote(uri) or state.get("parent") is None
+    if suspend:
+        state["suspended"] = True
+    if state.get("warned"):
+        return
+    state["warned"] = True
+    detail = _truncate(f"{type(exc).__name__}: {exc}", 600)
+    then = (
+        "tracking of this run is off from here on"
+        if suspend
+        else "later tracking calls are still attempted"
+    )
+    warnings.warn(
+        f"MLflow tracking failed in {hook} for run {run.run_dir.name!r} (store {uri}): {detail}. "
+        f"The run continues; {then}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _run_id_for(state: dict[str, Any], phase: str) -> str:
+    """The MLflow run of ``phase``: its child run, the parent for "run" or an unknown phase."""
+    if phase == RUN_PHASE:
+        return state["parent"]
+    return state["children"].get(phase, state["parent"])
+
+
+def _log_on_parent_once(state: dict[str, Any], metrics: Mapping[str, float]) -> None:
+    """Log summary metrics on the parent at step 0, skipping values it already has (no doubles
+    in the history when on_retrain_end and on_run_end both report test_acc)."""
+    seen: dict[str, float] = state.setdefault("parent_summary", {})
+    fresh = {k: v for k, v in metrics.items() if seen.get(k) != v}
+    if fresh:
+        _log_metrics(state["client"], state["parent"], fresh, step=0)
+        seen.update(fresh)
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:
+            # another process created it between our lookup and create
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage != "active":
+        raise RuntimeError(
+            f"experiment {name!r} (id {experiment.experiment_id}) is deleted in {uri}; restore it "
+            f"with `mlflow experiments restore --experiment-id {experiment.experiment_id}` or "
+            "choose another [experiment] name"
+        )
+    return experiment.experiment_id
+
+
+def _close(state: dict[str, Any], status: str) -> None:
+    """Terminate the open child runs, then the parent, with ``status``."""
+    client = state["client"]
+    end = _now_ms()
+    for child in list(state["open"]):
+        client.set_terminated(child, status=status, end_time=end)
+        state["open"].discard(child)
+    client.set_terminated(state["parent"], status=status, end_time=end)
+
+
+# --------------------------------------------------------------------------------------------
+# lifecycle hooks
+# --------------------------------------------------------------------------------------------
+
+
+@hookimpl
+def on_run_start(run: RunInfo) -> None:
+    """Create (or reuse) the experiment and open the parent run with params, tags and recipe."""
+    if not run.recipe.tracking.enabled:
+        return
+    state = run.state_for(STATE_KEY)
+    uri = resolve_tracking_uri(run.recipe.tracking.uri)
+    state.update(uri=uri, parent=None, children={}, open=set())
+    try:
+        problem = _probe(uri)
+        if problem is not None:
+            raise ConnectionError(problem)
+        client = _make_client(uri)
+        experiment_id = _experiment_id(client, run.recipe.experiment.name, uri)
+        tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
+        tags["automl_bin.run_dir"] = str(Path(run.run_dir).resolve())
+        strategy = run.tags.get("strategy", run.recipe.strategy.name)
+        parent = client.create_run(
+            experiment_id,
+            start_time=_now_ms(),
+            tags=tags,
+            run_name=f"{strategy}-{Path(run.run_dir).name}",
+        )
+        state.update(client=client, experiment_id=experiment_id, parent=parent.info.run_id)
+        # announce as soon as the run exists, so the user can find it even if logging fails
+        run.announce("mlflow_run_id", parent.info.run_id)
+        run.announce("mlflow_experiment_id", experiment_id)
+        run.announce("mlflow_tracking_uri", uri)
+
+        from mlflow.entities import Param
+
+        params = [
+            Param(_key(k), _truncate(str(v), _MAX_PARAM_LEN)) for k, v in sorted(run.params.items())
+        ]
+        for chunk in _chunks(params, _PARAMS_PER_BATCH):
+            client.log_batch(parent.info.run_id, params=chunk)
+
+        recipe_file = Path(run.run_dir) / "recipe.toml"
+        if not recipe_file.exists():
+            recipe_file.parent.mkdir(parents=True, exist_ok=True)
+            recipe_file.write_text(run.recipe_text, encoding="utf-8")
+        client.log_artifact(parent.info.run_id, str(recipe_file))
+    except Exception as exc:
+        _fail(run, state, "on_run_start", exc)
+
+
+@hookimpl
+def on_phase_start(run: RunInfo, phase: str) -> None:
+    """Open a nested child run named ``phase``."""
+    state = _state(run)
+    if state is None:
+        return
+    try:
+        tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
+        tags.update({"mlflow.parentRunId": state["parent"], "phase": phase})
+        child = state["client"].create_run(
+            state["experiment_id"], start_time=_now_ms(), tags=tags, run_name=phase
+        )
+        state["children"][phase] = child.info.run_id
+        state["open"].add(child.info.run_id)
+    except Exception as exc:
+        _fail(run, state, "on_phase_start", exc)
+
+
+@hookimpl
+def on_epoch_end(run: RunInfo, phase: str, epoch: int, metrics: Mapping[str, float]) -> None:
+    """Log the epoch's metrics on the phase's run at ``step = epoch``, in one batch."""
+    state = _state(run)
+    if state is None:
+        return
+    try:
+        values = _numeric(metrics)
+        if values:
+            _log_metrics(state["client"], _run_id_for(state, phase), values, step=epoch)
+    except Exception as exc:
+        _fail(run, state, "on_epoch_end", exc)
+
+
+@hookimpl
+def on_metrics(run: RunInfo, phase: str, metrics: Mapping[str, float], step: int) -> None:
+    """Log extra metrics on the phase's run ("run" = the parent)."""
+    state = _state(run)
+    if state is None:
+        return
+    try:
+        values = _numeric(metrics)
+        if values:
+            _log_metrics(state["client"], _run_id_for(state, phase), values, step=step)
+    except Exception as exc:
+        _fail(run, state, "on_metrics", exc)
+
+
+@hookimpl
+def on_artifact(run: RunInfo, phase: str, path: Path, artifact_path: str | None) -> None:
+    """Copy a file (or a folder) into the artifacts of the phase's run ("run" = the parent)."""
+    state = _state(run)
+    if state is None:
+        return
+    path = Path(path)
+    if not path.exists():
+        # a caller's mistake, not an MLflow failure: say so without giving up tracking
+        warnings.warn(f"MLflow tracker: artifact {str(path)!r} does not exist; not logged.",
+                      RuntimeWarning, stacklevel=2)
+        return
+    try:
+        client, run_id = state["client"], _run_id_for(state, phase)
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            client.log_artifact(run_id, str(path), artifact_path)
+    except Exception as exc:
+        _fail(run, state, "on_artifact", exc)
+
+
+@hookimpl
+def on_search_end(run: RunInfo, genotype: Genotype, metrics: Mapping[str, float]) -> None:
+    """Log search metrics on the search run, ``search_seconds`` and the genotype on the parent."""
+    state = _state(run)
+    if state is None:
+        return
+    try:
+        values = _numeric(metrics)
+        target = _run_id_for(state, "search")
+        if values:
+            _log_metrics(state["client"], target, values, step=0)
+        if "search_seconds" in values and target != state["parent"]:
+            _log_on_parent_once(state, {"search_seconds": values["search_seconds"]})
+        state["client"].set_tag(state["parent"], "genotype", _truncate(str(genotype), _MAX_TAG_LEN))
+    except Exception as exc:
+        _fail(run, state, "on_search_end", exc)
+
+
+@hookimpl
+def on_retrain_end(run: RunInfo, estimate: Estimate) -> None:
+    """Log the final metrics (test_acc, params, flops, ...) on the retrain run and the parent."""
+    state = _state(run)
+    if state is None:
+        return
+    try:
+        values = _numeric(estimate.metrics)
+        if values:
+            _log_metrics(state["client"], _run_id_for(state, "retrain"), values, step=0)
+            _log_on_parent_once(state, values)
+    except Exception as exc:
+        _fail(run, state, "on_retrain_end", exc)
+
+
+@hookimpl
+def on_phase_end(run: RunInfo, phase: str, status: str) -> None:
+    """Terminate the phase's child run with ``status``."""
+    state = _state(run)
+    if state is None:
+        return
+    child = state["children"].get(phase)
+    if child is None or child not in state["open"]:
+        return
+    try:
+        state["client"].set_terminated(child, status=status, end_time=_now_ms())
+        state["open"].discard(child)
+    except Exception as exc:
+        _fail(run, state, "on_phase_end", exc)
+
+
+@hookimpl
+def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
+    """Log the summary on the parent, then terminate open children and the parent with ``status``."""
+    if not run.recipe.tracking.enabled:
+        return
+    state = run.state_for(STATE_KEY)
+    if state.get("parent") is None or state.get("ended"):
+        return
+    state["ended"] = True
+    client = state["client"]
+    if not state.get("suspended"):
+        try:
+            _log_on_parent_once(state, _numeric({k: v for k, v in summary.items() if k != "error"}))
+            if summary.get("error"):
+                client.set_tag(state["parent"], "error", _truncate(str(summary["error"]), _MAX_ERROR_LEN))
+        except Exception as exc:
+            _fail(run, state, "on_run_end", exc)
+    # Close the runs even after a failure, so they do not stay RUNNING in the UI; for a remote
+    # store only when it answers quickly (no minutes of retries at exit).
+    if state.get("suspended") and _probe(state["uri"]) is not None:
+        return
+    try:
+        if state.get("failures"):
+            client.set_tag(state["parent"], "automl_bin.tracking_incomplete", "true")
+        _close(state, status)
+    except Exception as exc:
+        _fail(run, state, "on_run_end", exc)
