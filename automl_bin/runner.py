@@ -92,7 +92,9 @@ class PhaseReporter:
 
 def _epoch_line(phase: str, epoch: int, metrics: Mapping[str, float]) -> str:
     keys = ("train_loss", "train_acc", "val_acc", "test_acc", "alpha_entropy", "epoch_seconds")
-    shown = ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+    # alpha entropy moves in the 4th decimal early in a search: show enough digits to see it
+    shown = ", ".join(f"{k}={metrics[k]:.5f}" if k == "alpha_entropy" else f"{k}={metrics[k]:.4g}"
+                      for k in keys if k in metrics)
     return f"[{phase}] epoch {epoch + 1}: {shown}"
 
 
@@ -210,6 +212,10 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     for key, value in info.announcements.items():
         progress.info(f"{key}: {value}")
     strategy = resolved.strategy
+
+    def create(kind: str, name: str, config: Any = None) -> Any:
+        return plugins.registry.create(kind, name, config)
+
     try:
         with _sigterm_as_interrupt():
             # ---- search ----
@@ -220,8 +226,7 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                             input_shape=data.input_shape, num_classes=data.num_classes,
                             device=device, seed=exp.seed, splits=splits, reporter=reporter,
                             estimator=resolved.search_estimator,
-                            create=lambda kind, name, config=None: plugins.registry.create(
-                                kind, name, config),
+                            create=create,
                             network=attrs.asdict(resolved.network))
             t_search = time.perf_counter()
             strategy.setup(env)
@@ -264,7 +269,7 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                                         input_shape=data.input_shape, num_classes=data.num_classes,
                                         device=device, seed=exp.seed, splits=splits,
                                         fit="train_full", score="test", reporter=reporter,
-                                        network=attrs.asdict(resolved.network))
+                                        network=attrs.asdict(resolved.network), create=create)
                 estimate = resolved.retrain_estimator.estimate(genotype, est_env)
                 if estimate.model is not None:
                     save_atomic(estimate.model.state_dict(), run_dir / "model.pt")

@@ -7,7 +7,6 @@ arguments, missing data, plugin problems), 1 for a runtime failure, 130 for an i
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from typing import Any
 
@@ -35,7 +34,33 @@ def _quiet_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class _CliError(click.ClickException):
+    """An expected error shown as one paragraph, with the error's own exit code."""
+
+    def __init__(self, message: str, exit_code: int, label: str = "Error") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.label = label
+
+    def show(self, file: Any = None) -> None:
+        click.echo(_paragraph(f"{self.label}: {self.message}"), err=True)
+
+
+class AutomlBinGroup(click.Group):
+    """Turns automl-bin's errors into one-paragraph messages and exit codes (2 input, 1 runtime)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AutomlBinError as exc:
+            label = "Interrupted" if exc.exit_code == 130 else "Error"
+            raise _CliError(str(exc), exc.exit_code, label) from exc
+        except KeyboardInterrupt as exc:
+            raise _CliError("stopped by the user.", 130, "Interrupted") from exc
+
+
+@click.group(cls=AutomlBinGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="automl-bin")
 def cli() -> None:
     """automl-bin: plugin-based AutoML for binary (1-bit) neural architecture search.
@@ -62,24 +87,7 @@ def _paragraph(message: str) -> str:
     return textwrap.fill(" ".join(message.split()), width=100)
 
 
-def main(args: list[str] | None = None, prog_name: str = "automl-bin") -> Any:
-    """Entry point: run the CLI and map errors to one-paragraph messages and exit codes."""
+def main(args: list[str] | None = None, prog_name: str = "automl-bin") -> None:
+    """Entry point of ``automl-bin`` and ``python -m automl_bin``."""
     _quiet_environment()
-    try:
-        rv = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except AutomlBinError as exc:
-        label = "Interrupted" if exc.exit_code == 130 else "Error"
-        click.echo(_paragraph(f"{label}: {exc}"), err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    if isinstance(rv, int) and rv:
-        sys.exit(rv)
-    sys.exit(0)
+    cli.main(args=args, prog_name=prog_name)

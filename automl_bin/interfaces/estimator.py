@@ -9,7 +9,7 @@ result and by budget-rich searches).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
@@ -50,6 +50,8 @@ class EstimationEnv:
     supernet: Supernet | None = None
     #: network size options for `SearchSpace.build_network` (the recipe's ``[retrain] network``)
     network: Mapping[str, Any] = attrs.field(factory=dict)
+    #: build another registered component: ``create("binarizer", "none")``
+    create: Callable[..., Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

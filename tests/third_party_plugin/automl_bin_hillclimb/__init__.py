@@ -1,0 +1,1 @@
+"""A small third-party strategy package, installed by automl-bin's tests."""
