@@ -10,8 +10,12 @@ __all__ = ["plot_op_weights"]
 
 
 def plot_op_weights(weights: Mapping[str, Any], op_names: Sequence[str], path: Path,
-                    title: str = "operation weights per edge") -> Path:
-    """Heat maps (one per cell type) of ``edges × ops`` weights, each cell annotated."""
+                    title: str = "operation weights per edge",
+                    edge_labels: Sequence[str] | None = None) -> Path:
+    """Heat maps (one per cell type) of ``edges × ops`` weights, each cell annotated.
+
+    The colour range is the data's own, so the small differences early in a search show.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,14 +27,17 @@ def plot_op_weights(weights: Mapping[str, Any], op_names: Sequence[str], path: P
         len(np.asarray(weights[k])) for k in kinds) + 2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         w = np.asarray(weights[kind], dtype=float)
-        im = ax.imshow(w, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-9))
+        lo, hi = float(w.min()), float(w.max())
+        im = ax.imshow(w, aspect="auto", cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
         ax.set_title(kind)
         ax.set_xticks(range(len(op_names)))
         ax.set_xticklabels(op_names, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(w.shape[0]))
-        ax.set_yticklabels([f"edge {i}" for i in range(w.shape[0])], fontsize=7)
+        labels = edge_labels if edge_labels and len(edge_labels) == w.shape[0] else [
+            f"edge {i}" for i in range(w.shape[0])]
+        ax.set_yticklabels(labels, fontsize=7)
         for (i, j), v in np.ndenumerate(w):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5, color="white")
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=5, color="white")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title)
     fig.tight_layout()
