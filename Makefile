@@ -21,7 +21,7 @@ quickstart: setup data
 	$(BIN)/automl-bin run recipes/quickstart.toml
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/pytest
 
 clean-runs:
 	rm -rf runs mlruns mlflow.db
