@@ -116,3 +116,38 @@ def test_odd_resolution_factorized_reduce():
     space = DartsSpace(DartsConfig(layers=3, init_channels=4, nodes=2, stem_multiplier=1))
     net = space.build_supernet((1, 28, 28), 10, NoBinarizer())
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_binary_op_set_builds_1bit_convs():
+    """ops = "binary" builds BN-1bit conv-BN-PReLU ops; pointwise inputs are binarized."""
+    from automl_bin.nn.qconv import QConv2d
+    from automl_bin_plugins.binarizers.xnor import XnorBinarizer
+
+    space = DartsSpace(DartsConfig(layers=3, init_channels=4, nodes=2, stem_multiplier=1,
+                                   ops="binary"))
+    assert space.op_names[-1] == "none"  # CP-NAS order
+    net = space.build_supernet(SHAPE, 3, XnorBinarizer())
+    convs = [m for m in net.modules() if isinstance(m, QConv2d)]
+    assert convs and all(c.weight_bits == 1 for c in convs)
+    pointwise = [c for c in convs if c.kernel_size == (1, 1) and c.groups == 1
+                 and c.input_bits == 1]
+    depthwise = [c for c in convs if c.groups > 1]
+    assert pointwise and depthwise and all(c.input_bits == 32 for c in depthwise)
+    assert any(isinstance(m, torch.nn.PReLU) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in net.cells.modules())
+    net(torch.randn(2, *SHAPE)).sum().backward()
+    g = space.sample_genotype(random.Random(0))
+    discrete = space.build_network(g, SHAPE, 3, XnorBinarizer(),
+                                   {"layers": 3, "init_channels": 4})
+    assert discrete(torch.randn(2, *SHAPE)).shape == (2, 3)
+
+
+def test_real_op_set_with_binary_weights_keeps_real_inputs():
+    """In the real style a 1-bit binarizer binarizes weights only (sign after ReLU is all +1)."""
+    from automl_bin.nn.qconv import QConv2d
+    from automl_bin_plugins.binarizers.xnor import XnorBinarizer
+
+    space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1))
+    net = space.build_supernet(SHAPE, 3, XnorBinarizer())
+    convs = [m for m in net.modules() if isinstance(m, QConv2d)]
+    assert all(c.weight_bits == 1 and c.input_bits == 32 for c in convs)

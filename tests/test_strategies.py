@@ -150,3 +150,30 @@ def test_retrain_estimator_learns_and_reports(splits, tmp_path):
     assert est.metrics["flops"] > 0 and est.metrics["bops"] == 0
     assert [e for e, _ in rec.epochs] == [0, 1, 2, 3]
     assert rec.checkpoints == ["retrain_checkpoint.pt"] * 4
+
+
+def test_two_step_and_teacher_retrain(splits, tmp_path):
+    """Two-step training runs step 1 with real weights, then binarizes; a real teacher trains
+    first and the run reports the stages in order."""
+    from automl_bin.nn.qconv import QConv2d
+    from automl_bin_plugins.binarizers.xnor import XnorBinarizer
+
+    data, sp = splits
+    space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1,
+                                   ops="binary"))
+    rec = _Recorder(tmp_path)
+    env = EstimationEnv(space=space, binarizer=XnorBinarizer(), input_shape=data.input_shape,
+                        num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
+                        splits=sp, fit="train_full", score="test", reporter=rec,
+                        network={"layers": 2, "init_channels": 4, "stem_multiplier": 1},
+                        create=lambda kind, name, config=None: NoBinarizer())
+    cfg = RetrainConfig(epochs=1, step1_epochs=1, two_step=True, teacher="real",
+                        teacher_epochs=1, max_steps=2, optimizer="adamw", lr=1e-3)
+    est = RetrainEstimator(cfg).estimate(space.sample_genotype(random.Random(1)), env)
+    stages = [m["stage"] for _, m in rec.epochs]
+    assert stages == [0.0, 1.0, 2.0] and [e for e, _ in rec.epochs] == [0, 1, 2]
+    assert "teacher_train_loss" in rec.epochs[0][1]
+    convs = [m for m in est.model.modules() if isinstance(m, QConv2d)]
+    assert all(c.binarize_weight for c in convs)  # step 2 ends fully binary
+    assert est.metrics["model_bits"] < 32 * est.metrics["params"]
+    assert est.metrics["memory_saving"] > 1.0

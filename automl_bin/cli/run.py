@@ -30,10 +30,14 @@ def run_command(recipe: str, overrides: tuple[str, ...], quiet: bool, plain: boo
     resolved, plugins = load_and_resolve(recipe, overrides)
     result = run(resolved, plugins, Progress(enabled=not quiet, force_plain=plain))
     click.echo(f"Genotype: {result.genotype}")
-    for key in ("test_acc", "params", "flops"):
+    for key in ("test_acc", "params", "model_bits", "flops", "bops", "ops", "deployed_bytes",
+                "training_bytes"):
         if key in result.summary:
             value = result.summary[key]
             click.echo(f"{key}: {value:.4f}" if key.endswith("acc") else f"{key}: {int(value)}")
+    for key in ("memory_saving", "speedup_estimate"):
+        if key in result.summary:
+            click.echo(f"{key}: {result.summary[key]:.2f}x (vs the same network in full precision)")
     click.echo(f"Search seconds: {result.summary.get('search_seconds', 0.0):.1f}")
     if "retrain_seconds" in result.summary:
         click.echo(f"Retrain seconds: {result.summary['retrain_seconds']:.1f}")

@@ -61,10 +61,23 @@ class Binarizer(ABC):
     def activation_quantizer(self) -> nn.Module:
         """A module mapping a real activation tensor to its binarized form (surrogate backward)."""
 
-    def aux_losses(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def aux_losses(
+        self,
+        model: nn.Module,
+        features: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Auxiliary loss terms for ``model`` (name -> scalar tensor), already weighted.
 
-        The caller adds their sum to the training loss and logs each term as a metric.
-        The default has none.
+        :param model: the network being trained; binarizers find their quantized layers in
+            ``model.modules()`` (e.g. a reconstruction loss over every binarized weight).
+        :param features: the network's penultimate features of the current batch, globally
+            pooled and flattened to ``(N, D)`` (see `automl_bin.nn.features.capture_features`),
+            or None when the caller has none; needed by feature terms such as the CP-NAS
+            intra-class compactness loss.
+        :param labels: the batch's class labels ``(N,)`` matching ``features``, or None.
+        :return: name -> weighted scalar tensor. The caller adds their sum to the training loss
+            and logs each term as a metric. Terms whose inputs are missing (or whose weight is 0)
+            are left out. The default has none.
         """
         return {}

@@ -14,7 +14,7 @@ from torch import nn
 
 from automl_bin.interfaces import Binarizer
 
-__all__ = ["QConv2d", "ConvFactory"]
+__all__ = ["QConv2d", "ConvFactory", "set_weight_binarization"]
 
 
 class QConv2d(nn.Conv2d):
@@ -37,12 +37,14 @@ class QConv2d(nn.Conv2d):
                          dilation=dilation, groups=groups, bias=False)
         self.weight_quantizer = binarizer.weight_quantizer(out_channels)
         self.input_quantizer = binarizer.activation_quantizer() if binarize_input else nn.Identity()
+        #: False runs the latent real weights (step 1 of two-step binary training, spec §2.5)
+        self.binarize_weight = True
         #: bit widths read by model accounting
         self.weight_bits = binarizer.weight_bits
         self.input_bits = binarizer.activation_bits if binarize_input else 32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight_quantizer(self.weight)
+        w = self.weight_quantizer(self.weight) if self.binarize_weight else self.weight
         x = self.input_quantizer(x)
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
 
@@ -62,3 +64,13 @@ class ConvFactory:
             binarize_input and self.binarizer.activation_bits < 32)
         return QConv2d(c_in, c_out, kernel_size, binarizer=self.binarizer, stride=stride,
                        padding=padding, dilation=dilation, groups=groups, binarize_input=bin_in)
+
+
+def set_weight_binarization(model: nn.Module, enabled: bool) -> int:
+    """Switch weight binarization of every `QConv2d` in ``model``; returns how many were set."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, QConv2d):
+            module.binarize_weight = enabled
+            count += 1
+    return count

@@ -14,21 +14,22 @@ from automl_bin.interfaces import Cell
 from automl_bin.nn.mixed_op import MixedOp
 from automl_bin.nn.qconv import ConvFactory
 from automl_bin_plugins.darts_space.derive import edge_index
-from automl_bin_plugins.darts_space.ops import OPS, FactorizedReduce, ReLUConvBN
+from automl_bin_plugins.darts_space.opsets import OpSet
 
 __all__ = ["SearchCell", "DiscreteCell", "drop_path"]
 
 
-def _preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool,
+def _preprocess(opset: OpSet, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool,
                 conv: ConvFactory) -> tuple[nn.Module, nn.Module]:
-    pre0 = (FactorizedReduce(c_pp, c, affine, conv) if reduction_prev
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine, conv))
-    return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine, conv)
+    pre0 = (opset.reduce(c_pp, c, affine, conv) if reduction_prev
+            else opset.preprocess(c_pp, c, affine, conv))
+    return pre0, opset.preprocess(c_p, c, affine, conv)
 
 
-def build_op(name: str, c: int, stride: int, affine: bool, conv: ConvFactory) -> nn.Module:
-    op = OPS[name](c, stride, affine, conv)
-    if "pool" in name:  # DARTS follows pooling with a BN in the search cells
+def build_op(opset: OpSet, name: str, c: int, stride: int, affine: bool,
+             conv: ConvFactory) -> nn.Module:
+    op = opset.ops[name](c, stride, affine, conv)
+    if "pool" in name and opset.style == "real":  # DARTS: pooling + BN in the search cells
         op = nn.Sequential(op, nn.BatchNorm2d(c, affine=False))
     return op
 
@@ -37,15 +38,18 @@ class SearchCell(nn.Module):
     """A cell whose every edge mixes all candidate ops with the given weights."""
 
     def __init__(self, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool,
-                 reduction_prev: bool, op_names: tuple[str, ...], conv: ConvFactory) -> None:
+                 reduction_prev: bool, op_names: tuple[str, ...], opset: OpSet,
+                 conv: ConvFactory) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
-        self.preprocess0, self.preprocess1 = _preprocess(c_pp, c_p, c, reduction_prev, False, conv)
+        self.preprocess0, self.preprocess1 = _preprocess(opset, c_pp, c_p, c, reduction_prev,
+                                                         False, conv)
         self.edges = nn.ModuleList()
         for source, _target in edge_index(nodes):
             stride = 2 if reduction and source < 2 else 1
-            self.edges.append(MixedOp([build_op(n, c, stride, False, conv) for n in op_names]))
+            self.edges.append(MixedOp([build_op(opset, n, c, stride, False, conv)
+                                      for n in op_names]))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 active: list[bool] | None = None) -> torch.Tensor:
@@ -79,17 +83,18 @@ class DiscreteCell(nn.Module):
     """The cell of a genotype: only its kept edges and ops, with affine BN."""
 
     def __init__(self, cell: Cell, c_pp: int, c_p: int, c: int, reduction: bool,
-                 reduction_prev: bool, conv: ConvFactory) -> None:
+                 reduction_prev: bool, opset: OpSet, conv: ConvFactory) -> None:
         super().__init__()
         self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(c_pp, c_p, c, reduction_prev, True, conv)
+        self.preprocess0, self.preprocess1 = _preprocess(opset, c_pp, c_p, c, reduction_prev,
+                                                         True, conv)
         # sorted by target: every edge into a node runs before that node is read
         edges = sorted(cell.edges, key=lambda e: e.target)
         self.edge_list = [(e.source, e.target) for e in edges]
         self.ops = nn.ModuleList()
         for edge in edges:
             stride = 2 if reduction and edge.source < 2 else 1
-            self.ops.append(OPS[edge.op](c, stride, True, conv))
+            self.ops.append(opset.ops[edge.op](c, stride, True, conv))
         self.concat = list(cell.concat)
         self.multiplier = len(self.concat)
         self.drop_prob = 0.0

@@ -12,6 +12,7 @@ from torch import nn
 from automl_bin.interfaces import Binarizer, Genotype
 from automl_bin.nn.qconv import ConvFactory
 from automl_bin_plugins.darts_space.cells import DiscreteCell
+from automl_bin_plugins.darts_space.opsets import get_op_set
 from automl_bin_plugins.darts_space.supernet import reduction_layers
 
 __all__ = ["DartsNetwork"]
@@ -39,9 +40,11 @@ class DartsNetwork(nn.Module):
 
     def __init__(self, genotype: Genotype, *, input_shape: tuple[int, int, int], num_classes: int,
                  layers: int, init_channels: int, stem_multiplier: int, stem_stride: int = 1, auxiliary: bool,
-                 binarizer: Binarizer) -> None:
+                 binarizer: Binarizer, op_style: str = "real",
+                 bin_act_on_depthwise: bool = False) -> None:
         super().__init__()
-        conv = ConvFactory(binarizer)
+        opset = get_op_set(op_style, bin_act_on_depthwise)
+        conv = ConvFactory(binarizer, binarize_inputs=opset.binarize_inputs)
         c_curr = stem_multiplier * init_channels
         self.stem = nn.Sequential(nn.Conv2d(input_shape[0], c_curr, 3, stride=stem_stride, padding=1, bias=False),
                                   nn.BatchNorm2d(c_curr))
@@ -57,7 +60,7 @@ class DartsNetwork(nn.Module):
             if reduction:
                 c *= 2
             cell_spec = genotype.cell("reduce" if reduction else "normal")
-            cell = DiscreteCell(cell_spec, c_pp, c_p, c, reduction, reduction_prev, conv)
+            cell = DiscreteCell(cell_spec, c_pp, c_p, c, reduction, reduction_prev, opset, conv)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, cell.multiplier * c
@@ -66,6 +69,11 @@ class DartsNetwork(nn.Module):
         self.auxiliary_head = AuxiliaryHead(c_aux, num_classes) if auxiliary else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
+
+    @property
+    def feature_module(self) -> nn.Module:
+        """The layer whose output is the penultimate (pooled) features, for feature losses."""
+        return self.global_pooling
 
     def set_drop_path(self, prob: float) -> None:
         for cell in self.cells:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -22,6 +22,9 @@ __all__ = ["DartsSpace", "DartsConfig", "DartsNetworkConfig", "OP_SETS"]
 OP_SETS: dict[str, tuple[str, ...]] = {
     "real": ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
              "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"),
+    # the CP-NAS/DCP-NAS order puts none last [CODE: DCP-NAS utils/genotypes_m.py]
+    "binary": ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+               "dil_conv_3x3", "dil_conv_5x5", "none"),
 }
 
 
@@ -57,8 +60,19 @@ class DartsConfig:
     stem_multiplier: int = attrs.field(default=3, validator=_at_least(1))
     #: stride of the stem conv: 1 as in DARTS CIFAR; 2 quarters the cost on CPU-sized runs
     stem_stride: int = attrs.field(default=1, validator=attrs.validators.in_((1, 2)))
-    #: an op set name ("real") or an explicit list of op names
+    #: an op set name ("real", "binary") or an explicit list of op names
     ops: str | list[str] = attrs.field(default="real", validator=_check_ops)
+    #: how ops are built: "real" (DARTS ReLU-conv-BN), "binary" (BN-1bit conv-BN-PReLU with
+    #: real shortcuts, spec §1.3), or "auto" = binary when ops = "binary", else real
+    op_style: Literal["auto", "real", "binary"] = "auto"
+    #: also binarize the inputs of depthwise convs in the binary style (the eval code does not)
+    bin_act_on_depthwise: bool = False
+
+    @property
+    def style(self) -> str:
+        if self.op_style != "auto":
+            return self.op_style
+        return "binary" if self.ops == "binary" else "real"
 
 
 @attrs.frozen(kw_only=True)
@@ -93,7 +107,8 @@ class DartsSpace(SearchSpace):
         return DartsSupernet(input_shape=input_shape, num_classes=num_classes, layers=cfg.layers,
                              init_channels=cfg.init_channels, nodes=cfg.nodes,
                              stem_multiplier=cfg.stem_multiplier, stem_stride=cfg.stem_stride,
-                             op_names=self.op_names,
+                             op_names=self.op_names, op_style=cfg.style,
+                             bin_act_on_depthwise=cfg.bin_act_on_depthwise,
                              binarizer=binarizer, space_name=self.genotype_space)
 
     def build_network(self, genotype: Genotype, input_shape: tuple[int, int, int],
@@ -109,7 +124,8 @@ class DartsSpace(SearchSpace):
         return DartsNetwork(genotype, input_shape=input_shape, num_classes=num_classes,
                             layers=net_cfg.layers, init_channels=net_cfg.init_channels,
                             stem_multiplier=net_cfg.stem_multiplier, stem_stride=net_cfg.stem_stride,
-                            auxiliary=net_cfg.auxiliary,
+                            auxiliary=net_cfg.auxiliary, op_style=self.config.style,
+                            bin_act_on_depthwise=self.config.bin_act_on_depthwise,
                             binarizer=binarizer)
 
     def sample_genotype(self, rng: random.Random) -> Genotype:

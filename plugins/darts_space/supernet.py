@@ -16,6 +16,7 @@ from automl_bin.interfaces.supernet import Supernet
 from automl_bin.nn.qconv import ConvFactory
 from automl_bin_plugins.darts_space.cells import SearchCell
 from automl_bin_plugins.darts_space.derive import derive_cell, edge_index, num_edges
+from automl_bin_plugins.darts_space.opsets import get_op_set
 
 __all__ = ["DartsSupernet", "reduction_layers"]
 
@@ -32,12 +33,14 @@ def reduction_layers(layers: int) -> set[int]:
 class DartsSupernet(Supernet):
     def __init__(self, *, input_shape: tuple[int, int, int], num_classes: int, layers: int,
                  init_channels: int, nodes: int, stem_multiplier: int, stem_stride: int = 1,
-                 op_names: tuple[str, ...], binarizer: Binarizer, space_name: str = "darts") -> None:
+                 op_names: tuple[str, ...], binarizer: Binarizer, op_style: str = "real",
+                 bin_act_on_depthwise: bool = False, space_name: str = "darts") -> None:
         super().__init__()
         self.op_names = tuple(op_names)
         self.nodes = nodes
         self.space_name = space_name
-        conv = ConvFactory(binarizer)
+        opset = get_op_set(op_style, bin_act_on_depthwise)
+        conv = ConvFactory(binarizer, binarize_inputs=opset.binarize_inputs)
         c_in = input_shape[0]
         c_curr = stem_multiplier * init_channels
         # the stem stays real-valued (1-bit convention, spec §1.4)
@@ -51,7 +54,8 @@ class DartsSupernet(Supernet):
             reduction = i in reductions
             if reduction:
                 c *= 2
-            cell = SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, self.op_names, conv)
+            cell = SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, self.op_names, opset,
+                              conv)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c
@@ -100,6 +104,11 @@ class DartsSupernet(Supernet):
         self._fixed, self._active = fixed, active
 
     # -- forward ------------------------------------------------------------------------------
+    @property
+    def feature_module(self) -> nn.Module:
+        """The layer whose output is the penultimate (pooled) features, for feature losses."""
+        return self.global_pooling
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self._fixed if self._fixed is not None else self.mixing_weights()
         s0 = s1 = self.stem(x)

@@ -2,19 +2,31 @@
 
 As the final step of a run it trains on the whole training set (train + val) and scores on the
 test set; inside a search it trains on ``train`` and scores on ``val``. The network is built by
-the search space with the recipe's binarizer; any auxiliary loss terms the binarizer declares are
-added to the loss and logged. Defaults follow DARTS' CIFAR-10 retraining (spec §3.1); CPU
-recipes shorten them.
+the search space with the recipe's binarizer; auxiliary loss terms the binarizer declares
+(e.g. reconstruction, compactness) are added to the loss and logged.
+
+1-bit options (spec §2.5): ``two_step`` first trains with binary activations and real weights
+(``step1_epochs``), then binarizes the weights too and continues from those weights;
+``teacher = "real"`` first trains a real-valued copy of the same architecture and then distils
+it into the 1-bit network with the distribution loss −Σ softmax(teacher)·log_softmax(student)
+(ReActNet; the DCP-NAS retraining uses it without CE: ``distill_weight = 1``).
+
+Defaults follow DARTS' CIFAR-10 retraining (spec §3.1); CPU recipes shorten them.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from automl_bin.interfaces import Estimate, EstimationEnv, Estimator, Genotype
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["RetrainEstimator", "RetrainConfig"]
 
@@ -24,12 +36,12 @@ _gt0 = attrs.validators.gt(0)
 
 @attrs.frozen(kw_only=True)
 class RetrainConfig:
-    #: training epochs (DARTS CIFAR-10: 600)
+    #: training epochs (DARTS CIFAR-10: 600); with two_step, the epochs of step 2
     epochs: int = attrs.field(default=600, validator=attrs.validators.ge(1))
     #: batch size; 0 = the recipe's [data] batch_size (DARTS: 96)
     batch_size: int = attrs.field(default=0, validator=_ge0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    #: initial lr, cosine-annealed to lr_min (DARTS: 0.025 → 0)
+    #: initial lr, cosine-annealed to lr_min (DARTS: 0.025 → 0; DCP-NAS AdamW: 1e-3)
     lr: float = attrs.field(default=0.025, validator=_gt0)
     lr_min: float = attrs.field(default=0.0, validator=_ge0)
     momentum: float = attrs.field(default=0.9, validator=_ge0)
@@ -44,60 +56,136 @@ class RetrainConfig:
     #: cutout square side in pixels (DARTS: 16; 0 = off)
     cutout: int = attrs.field(default=0, validator=_ge0)
     label_smoothing: float = attrs.field(default=0.0, validator=_ge0)
+    #: two-step 1-bit training: step 1 real weights + binary activations, step 2 all binary
+    two_step: bool = False
+    #: epochs of step 1 (used when two_step)
+    step1_epochs: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    #: weight decay of step 1 (DCP-NAS: 1e-5 in step 1, 0 in step 2); None = weight_decay
+    step1_weight_decay: float | None = None
+    #: "real": distil from a real-valued copy of the architecture trained first
+    teacher: Literal["none", "real"] = "none"
+    teacher_epochs: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    #: loss = w·distribution(teacher ‖ student) + (1 − w)·CE; 1 = no CE (the DCP-NAS recipe)
+    distill_weight: float = attrs.field(default=1.0, validator=[_ge0, attrs.validators.le(1.0)])
     #: evaluate on the scoring split every this many epochs (and always after the last)
     eval_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     #: stop each epoch after this many steps (0 = all); for quick tries and tests
     max_steps: int = attrs.field(default=0, validator=_ge0)
 
 
+@attrs.frozen
+class _Stage:
+    name: str
+    epochs: int
+    weight_decay: float
+    binary_weights: bool
+
+
 class RetrainEstimator(Estimator):
-    """Trains ``space.build_network(genotype)`` and returns its accuracy, params and FLOPs."""
+    """Trains ``space.build_network(genotype)`` and returns its accuracy, size and cost."""
 
     Config = RetrainConfig
 
     def estimate(self, genotype: Genotype, env: EstimationEnv) -> Estimate:
         import torch
-        import torch.nn.functional as F
 
-        from automl_bin.accounting import count_cost
-        from automl_bin.training import RunningMeter, evaluate
+        from automl_bin.accounting import report
+        from automl_bin.nn.qconv import set_weight_binarization
 
         cfg = self.config
         start = time.perf_counter()
         torch.manual_seed(env.seed)
-        net = env.space.build_network(genotype, env.input_shape, env.num_classes, env.binarizer,
-                                      env.network).to(env.device)
-        cost = count_cost(net, env.input_shape)
+        net = self._build(genotype, env, env.binarizer)
+        cost = report(net, env.input_shape)
+        teacher = None
+        step = 0
+        if cfg.teacher == "real" and env.binarizer.is_binary:
+            if env.create is None:
+                raise ValueError("teacher = 'real' needs env.create to build the real binarizer")
+            teacher = self._build(genotype, env, env.create("binarizer", "none"))
+            step, _ = self._train(teacher, env, _Stage("teacher", cfg.teacher_epochs,
+                                                       cfg.weight_decay, True), None, step)
+            teacher.eval()
+        stages = [_Stage("final", cfg.epochs, cfg.weight_decay, True)]
+        if cfg.two_step and env.binarizer.is_binary:
+            wd1 = cfg.weight_decay if cfg.step1_weight_decay is None else cfg.step1_weight_decay
+            stages.insert(0, _Stage("step1", cfg.step1_epochs, wd1, False))
+        scored: dict[str, float] = {}
+        for stage in stages:
+            set_weight_binarization(net, stage.binary_weights)
+            step, scored = self._train(net, env, stage, teacher, step)
+        metrics = {
+            f"{env.score}_acc": scored[f"{env.score}_acc"],
+            f"{env.score}_loss": scored[f"{env.score}_loss"],
+            **cost.metrics(),
+            "retrain_seconds": time.perf_counter() - start,
+        }
+        return Estimate(genotype=genotype, score=metrics[f"{env.score}_acc"], metrics=metrics,
+                        model=net)
+
+    def _build(self, genotype: Genotype, env: EstimationEnv, binarizer: Any) -> nn.Module:
+        return env.space.build_network(genotype, env.input_shape, env.num_classes, binarizer,
+                                       env.network).to(env.device)
+
+    def _optimizer(self, net: nn.Module, weight_decay: float) -> torch.optim.Optimizer:
+        import torch
+
+        params = [p for p in net.parameters() if p.requires_grad]
+        if self.config.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.config.lr, momentum=self.config.momentum,
+                                   weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=self.config.lr, weight_decay=weight_decay)
+
+    def _train(self, net: nn.Module, env: EstimationEnv, stage: _Stage,
+               teacher: nn.Module | None, step: int) -> tuple[int, dict[str, float]]:
+        """Train ``net`` for one stage, reporting each epoch at global step ``step + epoch``.
+
+        Returns the next global step and the last evaluation on the scoring split.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from automl_bin.nn.features import capture_features
+        from automl_bin.training import RunningMeter, evaluate
+
+        cfg = self.config
         train = env.splits[env.fit].with_options(
             batch_size=cfg.batch_size or None, augment=cfg.augment, cutout=cfg.cutout)
-        score_split = env.splits[env.score]
-        params = [p for p in net.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = len(train) if not cfg.max_steps else min(len(train), cfg.max_steps)
+        steps = len(train) if not cfg.max_steps else min(len(train), cfg.max_steps)
+        opt = self._optimizer(net, stage.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=max(1, cfg.epochs * steps_per_epoch), eta_min=cfg.lr_min)
+            opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.lr_min)
+        params = [p for p in net.parameters() if p.requires_grad]
+        binarizer = env.binarizer if stage.name != "teacher" else None
         scored: dict[str, float] = {}
-        for epoch in range(cfg.epochs):
+        for epoch in range(stage.epochs):
             t0 = time.perf_counter()
             if hasattr(net, "set_drop_path"):
-                net.set_drop_path(cfg.drop_path_prob * epoch / cfg.epochs)
+                net.set_drop_path(cfg.drop_path_prob * epoch / stage.epochs)
             net.train()
             meter = RunningMeter()
             aux_totals: dict[str, float] = {}
-            batches = (b for i, b in enumerate(train.batches(epoch)) if i < steps_per_epoch)
-            for x, y in env.reporter.track(batches, steps_per_epoch, f"retrain epoch {epoch + 1}"):
-                out = net(x)
+            batches: Iterator[Any] = (b for i, b in enumerate(train.batches(step + epoch))
+                                      if i < steps)
+            label = f"retrain {stage.name} epoch {epoch + 1}/{stage.epochs}"
+            for x, y in env.reporter.track(batches, steps, label):
+                with capture_features(net) as feats:
+                    out = net(x)
                 logits, aux_logits = out if isinstance(out, tuple) else (out, None)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_out = teacher(x)
+                        t_logits = t_out[0] if isinstance(t_out, tuple) else t_out
+                    dist = -(F.softmax(t_logits, dim=1) * F.log_softmax(logits, dim=1)).sum(1).mean()
+                    loss = cfg.distill_weight * dist + (1.0 - cfg.distill_weight) * loss
                 if aux_logits is not None:
                     loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux_logits, y)
-                for name, term in env.binarizer.aux_losses(net).items():
-                    loss = loss + term
-                    aux_totals[name] = aux_totals.get(name, 0.0) + float(term)
+                if binarizer is not None:
+                    for name, term in binarizer.aux_losses(net, features=feats.value,
+                                                           labels=y).items():
+                        loss = loss + term
+                        aux_totals[name] = aux_totals.get(name, 0.0) + float(term)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -105,25 +193,19 @@ class RetrainEstimator(Estimator):
                 opt.step()
                 sched.step()
                 meter.update(loss.detach(), logits.detach(), y)
-            metrics = dict(meter.result("train"))
-            metrics.update({k: v / max(steps_per_epoch, 1) for k, v in aux_totals.items()})
+            prefix = "teacher_" if stage.name == "teacher" else ""
+            metrics = {prefix + k: v for k, v in meter.result("train").items()}
+            metrics.update({k: v / max(steps, 1) for k, v in aux_totals.items()})
             metrics["lr"] = opt.param_groups[0]["lr"]
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                scored = evaluate(net, score_split.batches(0, shuffle=False), env.score)
-                metrics.update(scored)
+            metrics["stage"] = {"teacher": 0.0, "step1": 1.0, "final": 2.0}[stage.name]
+            last = epoch + 1 == stage.epochs
+            if (epoch + 1) % cfg.eval_every == 0 or last:
+                scored = evaluate(net, env.splits[env.score].batches(0, shuffle=False), env.score)
+                metrics.update({prefix + k: v for k, v in scored.items()})
             metrics["epoch_seconds"] = time.perf_counter() - t0
             env.reporter.save_checkpoint(
-                {"epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "genotype": genotype.to_json()},
+                {"stage": stage.name, "epoch": epoch, "model": net.state_dict(),
+                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
                 name="retrain_checkpoint.pt")
-            env.reporter.log_epoch(epoch, metrics)
-        metrics = {
-            f"{env.score}_acc": scored[f"{env.score}_acc"],
-            f"{env.score}_loss": scored[f"{env.score}_loss"],
-            "params": float(cost.params),
-            "flops": float(cost.flops),
-            "bops": float(cost.bops),
-            "retrain_seconds": time.perf_counter() - start,
-        }
-        return Estimate(genotype=genotype, score=metrics[f"{env.score}_acc"], metrics=metrics,
-                        model=net)
+            env.reporter.log_epoch(step + epoch, metrics)
+        return step + stage.epochs, scored

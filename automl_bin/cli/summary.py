@@ -1,0 +1,233 @@
+"""``automl-bin summary TARGET``: a network's per-layer accounting, like ``larq.models.summary``.
+
+TARGET is a run (an MLflow run id or its run folder: the genotype it found, built at the
+``[retrain] network`` size), or a recipe (its search supernet, or with ``--genotype`` that
+genotype's discrete network). The network is built on the CPU with the recipe's binarizer and
+accounted by `automl_bin.accounting.report`; no data is loaded, so the input shape and class
+count come from a small table of built-in data sets, or from ``--input-shape``/``--num-classes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+
+from automl_bin.cli.common import load_and_resolve, set_option
+from automl_bin.errors import UsageError
+from automl_bin.recipe import ResolvedRecipe
+
+__all__ = ["summary_command", "data_shape"]
+
+#: the MLflow tag (on the parent run) that holds the run folder, and MLflow's parent-run tag
+RUN_DIR_TAG = "automl_bin.run_dir"
+PARENT_TAG = "mlflow.parentRunId"
+
+#: input shape and class count of the built-in data sets (read without loading any data)
+_BUILTIN_DATA: dict[str, tuple[tuple[int, int, int], int]] = {
+    "cifar10": ((3, 32, 32), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+}
+
+
+def _parse_shape(_ctx: click.Context, _param: click.Parameter,
+                 value: str | None) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise click.BadParameter(f"{value!r} is not C,H,W with three positive integers "
+                                 "(e.g. 3,32,32).")
+    return shape  # type: ignore[return-value]
+
+
+def data_shape(resolved: ResolvedRecipe, input_shape: tuple[int, int, int] | None,
+               num_classes: int | None) -> tuple[tuple[int, int, int], int]:
+    """The ``(C, H, W)`` input and class count of the recipe's data set, without loading it."""
+    name = resolved.recipe.data.name
+    default = _BUILTIN_DATA.get(name)
+    if name == "synthetic":
+        cfg = resolved.dataset.config
+        default = ((cfg.channels, cfg.image_size, cfg.image_size), cfg.num_classes)
+    shape = input_shape or (default[0] if default else None)
+    classes = num_classes or (default[1] if default else None)
+    if shape is None or classes is None:
+        missing = " and ".join(opt for opt, v in (("--input-shape C,H,W", shape),
+                                                  ("--num-classes N", classes)) if v is None)
+        known = ", ".join(sorted({*_BUILTIN_DATA, "synthetic"}))
+        raise UsageError(
+            f"summary does not load data, and data set {name!r} is not one whose input shape and "
+            f"class count it knows ({known}); pass {missing}, e.g. --input-shape 3,32,32 "
+            "--num-classes 10."
+        )
+    return shape, classes
+
+
+def _default_uri() -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return env or f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
+
+
+def _run_folder_of(run_id: str, uri: str) -> Path:
+    """The run folder of MLflow run ``run_id`` (a parent run or one of its phase runs)."""
+    from automl_bin.cli.ui import sqlite_path
+
+    db = sqlite_path(uri)
+    if uri.lower().startswith("sqlite:") and (db is None or not db.is_file()):
+        # MlflowClient would create an empty store here; a mistyped path must not do that
+        where = str(db) if db is not None else uri
+        raise UsageError(
+            f"{run_id!r} is not a file or folder, and there is no MLflow store at {where} to look "
+            "it up as a run id. Pass a run folder, a recipe .toml, or the store with --uri "
+            "sqlite:////path/to/mlflow.db."
+        )
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        tags = dict(client.get_run(run_id).data.tags)
+        if RUN_DIR_TAG not in tags and PARENT_TAG in tags:  # a "search"/"retrain" child run
+            tags = dict(client.get_run(tags[PARENT_TAG]).data.tags)
+    except MlflowException as exc:
+        detail = " ".join(str(getattr(exc, "message", exc)).split())[:300]
+        raise UsageError(
+            f"{run_id!r} is not a file or folder, and not a run in the MLflow store {uri} "
+            f"({detail}). Pass a run id shown by `automl-bin ui`, a run folder or a recipe."
+        ) from exc
+    folder = tags.get(RUN_DIR_TAG)
+    if not folder:
+        raise UsageError(
+            f"MLflow run {run_id!r} has no {RUN_DIR_TAG} tag, so it was not recorded by "
+            "`automl-bin run`; pass its run folder or a recipe instead."
+        )
+    return Path(folder)
+
+
+def _run_folder_files(folder: Path, genotype: str | None) -> tuple[Path, Path]:
+    recipe = folder / "recipe.toml"
+    geno = Path(genotype) if genotype else folder / "genotype.json"
+    for path, what in ((recipe, "the recipe as run"), (geno, "the genotype the search found")):
+        if not path.is_file():
+            raise UsageError(
+                f"Run folder {str(folder)!r} has no {path.name} ({what}); the run may have been "
+                "stopped before the search ended, or the folder moved. Pass a recipe and "
+                "--genotype instead."
+            )
+    return recipe, geno
+
+
+def _locate(target: str, genotype: str | None, uri: str | None) -> tuple[Path, Path | None]:
+    """The recipe and genotype (None: the supernet) that TARGET names."""
+    path = Path(target)
+    if path.is_dir():
+        return _run_folder_files(path, genotype)
+    if path.is_file():
+        return path, Path(genotype) if genotype else None
+    if path.suffix.lower() in (".toml", ".json") or "/" in target or os.sep in target:
+        raise UsageError(f"{target!r} does not exist: pass a recipe .toml, a run folder or an "
+                         "MLflow run id.")
+    return _run_folder_files(_run_folder_of(target, uri or _default_uri()), genotype)
+
+
+def _read_genotype(path: Path) -> Any:
+    from automl_bin.interfaces import Genotype
+
+    if not path.is_file():
+        raise UsageError(f"Genotype file {str(path)!r} does not exist or is not a file.")
+    try:
+        return Genotype.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{str(path)!r} is not a genotype JSON file (as written to a run "
+                         f"folder's genotype.json): {exc}.") from exc
+
+
+@click.command("summary", epilog="""\b
+Examples:
+  automl-bin summary runs/quickstart/20250101-120000-1a2b3c
+  automl-bin summary 0123456789abcdef0123456789abcdef   # an MLflow run id
+  automl-bin summary recipes/quickstart.toml            # the search supernet
+  automl-bin summary recipes/quickstart.toml --genotype runs/quickstart/<run>/genotype.json
+  automl-bin summary my_data.toml --input-shape 3,64,64 --num-classes 100
+  automl-bin summary recipes/quickstart.toml --set binarizer.name=none --json
+""")
+@click.argument("target")
+@click.option("--genotype", "genotype", default=None, type=click.Path(dir_okay=False),
+              metavar="PATH", help="Summarise this genotype's discrete network (a genotype.json).")
+@click.option("--uri", default=None, metavar="URI",
+              help="MLflow store to look a run id up in. Default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///<current folder>/mlflow.db.")
+@click.option("--input-shape", default=None, metavar="C,H,W", callback=_parse_shape,
+              help="Input shape; needed for data sets other than cifar10, fashion_mnist and "
+                   "synthetic.")
+@click.option("--num-classes", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Number of classes; needed for the same data sets as --input-shape.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics and layers as JSON.")
+@set_option
+def summary_command(target: str, genotype: str | None, uri: str | None,
+                    input_shape: tuple[int, int, int] | None, num_classes: int | None,
+                    as_json: bool, overrides: tuple[str, ...]) -> None:
+    """Print the per-layer accounting of a network: precision, params, bits, FLOPs, BOPs.
+
+    TARGET is an MLflow run id or a run folder (the genotype the run found, at the [retrain]
+    network size), or a recipe .toml (its search supernet; with --genotype, that genotype's
+    network). The totals give model bits, OPs = FLOPs + BOPs/64, the memory saving and speedup
+    estimate against the same architecture in full precision, and both the deployed size (packed
+    1-bit weights) and the training footprint (latent float32 weights). Loads no data.
+    """
+    from automl_bin.accounting import format_summary, report
+
+    recipe_path, genotype_path = _locate(target, genotype, uri)
+    resolved, _ = load_and_resolve(str(recipe_path), overrides)
+    shape, classes = data_shape(resolved, input_shape, num_classes)
+    space = resolved.search_space
+    if genotype_path is not None:
+        geno = _read_genotype(genotype_path)
+        network = attrs.asdict(resolved.network)
+        try:
+            net = space.build_network(geno, shape, classes, resolved.binarizer, network)
+        except ValueError as exc:
+            raise UsageError(f"Genotype {str(genotype_path)!r} does not fit search space "
+                             f"{resolved.recipe.search_space.name!r}: {exc}.") from exc
+        size = ", ".join(f"{k}={v}" for k, v in network.items())
+        what = f"network of genotype {genotype_path} ({size})"
+    else:
+        net = space.build_supernet(shape, classes, resolved.binarizer)
+        what = "search supernet"
+    try:
+        rep = report(net, shape)
+    except RuntimeError as exc:
+        raise UsageError(f"The network does not run on a {'x'.join(map(str, shape))} input "
+                         f"({' '.join(str(exc).split())[:300]}); check --input-shape.") from exc
+
+    r = resolved.recipe
+    if as_json:
+        click.echo(json.dumps({
+            "target": target,
+            "recipe": str(recipe_path),
+            "genotype": str(genotype_path) if genotype_path is not None else None,
+            "network": "genotype" if genotype_path is not None else "supernet",
+            "binarizer": r.binarizer.name,
+            "input_shape": list(shape),
+            "num_classes": classes,
+            "metrics": rep.metrics(),
+            "full_precision": {"bits": rep.fp_bits, "ops": rep.fp_ops},
+            "binary_params": rep.binary_params,
+            "excluded_params": rep.excluded_params,
+            "layers": [attrs.asdict(layer) for layer in rep.layers],
+        }, indent=2))
+        return
+    click.echo(f"Summary of the {what}\n  recipe {recipe_path}: "
+               f"search_space={r.search_space.name}, binarizer={r.binarizer.name}, "
+               f"data={r.data.name} (input {'x'.join(map(str, shape))}, {classes} classes)\n")
+    click.echo(format_summary(rep))
