@@ -57,9 +57,9 @@ def test_fixed_architecture_runs_one_path(space):
     net(torch.randn(2, *SHAPE)).sum().backward()
     cell = net.cells[0]
     ops = space.op_names
-    used = cell.edges[0].ops[ops.index("sep_conv_3x3")]
-    unused = cell.edges[0].ops[ops.index("sep_conv_5x5")]
-    dropped_edge = cell.edges[3].ops[ops.index("sep_conv_3x3")]  # edge 1->3 not in genotype
+    used = cell.edges[0].mixed.ops[ops.index("sep_conv_3x3")]
+    unused = cell.edges[0].mixed.ops[ops.index("sep_conv_5x5")]
+    dropped_edge = cell.edges[3].mixed.ops[ops.index("sep_conv_3x3")]  # edge 1->3 not in genotype
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in used.parameters())
     assert all(p.grad is None for p in unused.parameters())
     assert all(p.grad is None for p in dropped_edge.parameters())
@@ -151,3 +151,52 @@ def test_real_op_set_with_binary_weights_keeps_real_inputs():
     net = space.build_supernet(SHAPE, 3, XnorBinarizer())
     convs = [m for m in net.modules() if isinstance(m, QConv2d)]
     assert all(c.weight_bits == 1 and c.input_bits == 32 for c in convs)
+
+
+def test_partial_channel_op_k1_equals_full_mixed_op():
+    """PC-DARTS with partial_k = 1 reproduces the full mixed op exactly."""
+    from automl_bin.nn.mixed_op import MixedOp
+    from automl_bin.nn.partial import PartialChannelOp
+
+    torch.manual_seed(0)
+    ops = [torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.Identity(), torch.nn.AvgPool2d(3, 1, 1)]
+    mixed = MixedOp(ops)
+    x, w = torch.randn(2, 4, 6, 6), torch.softmax(torch.randn(3), 0)
+    assert torch.equal(PartialChannelOp(mixed, 1, 1)(x, w), mixed(x, w))
+
+
+def test_partial_channels_process_a_slice_and_shuffle():
+    """With k = 2 the first C/2 channels go through the op, the rest bypass, then a shuffle."""
+    from automl_bin.nn.mixed_op import MixedOp
+    from automl_bin.nn.partial import PartialChannelOp, channel_shuffle
+
+    x = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()
+    op = PartialChannelOp(MixedOp([torch.nn.Identity()]), 2, 1)
+    y = op(x, torch.tensor([2.0]))  # the op doubles its slice
+    # processed [0, 2] and bypassed [2, 3] interleave: 0, 2, 2, 3
+    assert y[0, :, 0, 0].tolist() == [0.0, 2.0, 2.0, 3.0]
+    assert channel_shuffle(torch.arange(6.0).view(1, 6, 1, 1), 3).flatten().tolist() == \
+        [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]
+    reduce = PartialChannelOp(MixedOp([torch.nn.AvgPool2d(3, 2, 1)]), 2, 2)
+    assert reduce(torch.randn(1, 4, 7, 7), torch.ones(1)).shape == (1, 4, 4, 4)
+
+
+def test_edge_normalisation_enters_the_genotype():
+    """Edge weights multiply op weights in the DARTS rule; unknown supernet options raise."""
+    space = DartsSpace(DartsConfig(layers=3, init_channels=4, nodes=2, stem_multiplier=1))
+    net = space.build_supernet(SHAPE, 3, NoBinarizer(), {"partial_k": 2, "edge_norm": True})
+    assert len(net.arch_parameters()) == 4
+    assert net(torch.randn(2, *SHAPE)).shape == (2, 3)
+    ew = net.edge_weights()["normal"]
+    assert torch.allclose(ew[:2].sum(), torch.tensor(1.0))  # node 2's two inputs
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, space.op_names.index("sep_conv_3x3")] = 1.0
+        net.betas_normal.zero_()
+        net.betas_normal[4] = 5.0  # edge 2->3 dominates node 3's inputs
+    kept = [(e.source, e.target) for e in net.genotype().cell("normal").edges]
+    assert (2, 3) in kept
+    with pytest.raises(ValueError, match="partial_k"):
+        space.build_supernet(SHAPE, 3, NoBinarizer(), {"partial_k": 3})
+    with pytest.raises(ValueError, match="supports"):
+        space.build_supernet(SHAPE, 3, NoBinarizer(), {"bogus": 1})

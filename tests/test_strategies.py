@@ -177,3 +177,26 @@ def test_two_step_and_teacher_retrain(splits, tmp_path):
     assert all(c.binarize_weight for c in convs)  # step 2 ends fully binary
     assert est.metrics["model_bits"] < 32 * est.metrics["params"]
     assert est.metrics["memory_saving"] > 1.0
+
+
+def test_pc_darts_moves_alphas_and_edge_weights(splits, tmp_path):
+    """PC-DARTS updates α and the edge logits after warm-up, on a partial-channel supernet."""
+    from automl_bin_plugins.strategies.pc_darts import PcDartsConfig, PcDartsStrategy
+
+    data, sp = splits
+    space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1))
+    env = SearchEnv(space=space, binarizer=NoBinarizer(), input_shape=data.input_shape,
+                    num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
+                    splits=sp, reporter=_Recorder(tmp_path))
+    strategy = PcDartsStrategy(PcDartsConfig(epochs=2, max_steps=2, warmup_epochs=1,
+                                             partial_k=2))
+    assert strategy.check_compatible(space, NoBinarizer()) is None
+    strategy.setup(env)
+    net = strategy.supernet
+    assert net.partial_k == 2 and len(net.arch_parameters()) == 4
+    before = [p.detach().clone() for p in net.arch_parameters()]
+    strategy.run_epoch(0)  # warm-up: α frozen
+    assert all(torch.equal(a, b) for a, b in zip(before, net.arch_parameters()))
+    strategy.run_epoch(1)
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.arch_parameters()))
+    space.validate_genotype(strategy.derive())

@@ -65,3 +65,17 @@ def _cli_env(site: Path, **extra: str) -> str:
                          text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def test_recipe_chooses_third_party_binarizer(site, tmp_path, tiny_recipe):
+    """A binarizer from another distribution binarizes the binary op set with no core change."""
+    text = tiny_recipe(name="sign", tracking=False)
+    text = text.replace('[search_space]\nname = "darts"', '[search_space]\nname = "darts"\nops = "binary"')
+    text = text.replace("[strategy]", '[binarizer]\nname = "plain_sign"\nclip = 1.5\n\n[strategy]')
+    path = tmp_path / "sign.toml"
+    path.write_text(text)
+    out = _cli(site, "run", str(path), "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "model_bits" in out.stdout and "memory_saving" in out.stdout
+    listed = _cli(site, "plugins")
+    assert "plain_sign" in listed.stdout and "automl-bin-hillclimb" in listed.stdout

@@ -44,11 +44,20 @@ class SearchSpace(ABC):
     def op_names(self) -> tuple[str, ...]:
         """The candidate operations of each edge, in supernet column order."""
 
+    #: names of the supernet options (`build_supernet`'s ``options``) this space understands
+    supernet_options: ClassVar[tuple[str, ...]] = ()
+
     @abstractmethod
     def build_supernet(
-        self, input_shape: tuple[int, int, int], num_classes: int, binarizer: Binarizer
+        self, input_shape: tuple[int, int, int], num_classes: int, binarizer: Binarizer,
+        options: Mapping[str, Any] | None = None,
     ) -> Supernet:
-        """Build the weight-sharing supernet for inputs ``(C, H, W)`` and ``num_classes``."""
+        """Build the weight-sharing supernet for inputs ``(C, H, W)`` and ``num_classes``.
+
+        ``options`` are requests of the strategy (e.g. ``{"partial_k": 4, "edge_norm": True}``
+        for PC-DARTS); raise ValueError naming the supported ones for an option the space does
+        not implement (listed in `supernet_options`).
+        """
 
     @abstractmethod
     def build_network(

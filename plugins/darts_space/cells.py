@@ -12,6 +12,7 @@ from torch import nn
 
 from automl_bin.interfaces import Cell
 from automl_bin.nn.mixed_op import MixedOp
+from automl_bin.nn.partial import PartialChannelOp
 from automl_bin.nn.qconv import ConvFactory
 from automl_bin_plugins.darts_space.derive import edge_index
 from automl_bin_plugins.darts_space.opsets import OpSet
@@ -39,7 +40,7 @@ class SearchCell(nn.Module):
 
     def __init__(self, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool,
                  reduction_prev: bool, op_names: tuple[str, ...], opset: OpSet,
-                 conv: ConvFactory) -> None:
+                 conv: ConvFactory, partial_k: int = 1) -> None:
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
@@ -48,12 +49,15 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList()
         for source, _target in edge_index(nodes):
             stride = 2 if reduction and source < 2 else 1
-            self.edges.append(MixedOp([build_op(opset, n, c, stride, False, conv)
-                                      for n in op_names]))
+            mixed = MixedOp([build_op(opset, n, c // partial_k, stride, False, conv)
+                             for n in op_names])
+            self.edges.append(PartialChannelOp(mixed, partial_k, stride))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
-                active: list[bool] | None = None) -> torch.Tensor:
-        # weights: (edges, ops); active[e] False skips edge e entirely (single-path mode)
+                active: list[bool] | None = None,
+                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        # weights: (edges, ops); active[e] False skips edge e entirely (single-path mode);
+        # edge_weights: (edges,) PC-DARTS edge normalisation, None = every edge weighs 1
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
         for j in range(self.nodes):
@@ -61,6 +65,8 @@ class SearchCell(nn.Module):
             for h in states:
                 if active is None or active[e]:
                     y = self.edges[e](h, weights[e])
+                    if edge_weights is not None:
+                        y = edge_weights[e] * y
                     total = y if total is None else total + y
                 e += 1
             if total is None:  # no active input edge: the node is zero

@@ -99,17 +99,27 @@ class DartsSpace(SearchSpace):
         ops = self.config.ops
         return OP_SETS[ops] if isinstance(ops, str) else tuple(ops)
 
+    #: supernet options strategies may request (PC-DARTS partial channels, edge normalisation)
+    supernet_options = ("partial_k", "edge_norm")
+
     def build_supernet(self, input_shape: tuple[int, int, int], num_classes: int,
-                       binarizer: Binarizer) -> Supernet:
+                       binarizer: Binarizer, options: Mapping[str, Any] | None = None) -> Supernet:
         from automl_bin_plugins.darts_space.supernet import DartsSupernet
 
         cfg = self.config
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.supernet_options))
+        if unknown:
+            raise ValueError(f"the darts space has no supernet option(s) {unknown}; it supports "
+                             f"{list(self.supernet_options)}")
         return DartsSupernet(input_shape=input_shape, num_classes=num_classes, layers=cfg.layers,
                              init_channels=cfg.init_channels, nodes=cfg.nodes,
                              stem_multiplier=cfg.stem_multiplier, stem_stride=cfg.stem_stride,
                              op_names=self.op_names, op_style=cfg.style,
                              bin_act_on_depthwise=cfg.bin_act_on_depthwise,
-                             binarizer=binarizer, space_name=self.genotype_space)
+                             binarizer=binarizer, space_name=self.genotype_space,
+                             partial_k=int(options.get("partial_k", 1)),
+                             edge_norm=bool(options.get("edge_norm", False)))
 
     def build_network(self, genotype: Genotype, input_shape: tuple[int, int, int],
                       num_classes: int, binarizer: Binarizer,

@@ -34,10 +34,13 @@ class DartsSupernet(Supernet):
     def __init__(self, *, input_shape: tuple[int, int, int], num_classes: int, layers: int,
                  init_channels: int, nodes: int, stem_multiplier: int, stem_stride: int = 1,
                  op_names: tuple[str, ...], binarizer: Binarizer, op_style: str = "real",
-                 bin_act_on_depthwise: bool = False, space_name: str = "darts") -> None:
+                 bin_act_on_depthwise: bool = False, space_name: str = "darts",
+                 partial_k: int = 1, edge_norm: bool = False) -> None:
         super().__init__()
         self.op_names = tuple(op_names)
         self.nodes = nodes
+        self.partial_k = partial_k
+        self.edge_norm = edge_norm
         self.space_name = space_name
         opset = get_op_set(op_style, bin_act_on_depthwise)
         conv = ConvFactory(binarizer, binarize_inputs=opset.binarize_inputs)
@@ -54,8 +57,11 @@ class DartsSupernet(Supernet):
             reduction = i in reductions
             if reduction:
                 c *= 2
+            if c % partial_k:
+                raise ValueError(f"partial_k = {partial_k} must divide the channels of every "
+                                 f"cell; cell {i} has {c}")
             cell = SearchCell(nodes, c_pp, c_p, c, reduction, reduction_prev, self.op_names, opset,
-                              conv)
+                              conv, partial_k=partial_k)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, nodes * c
@@ -64,15 +70,34 @@ class DartsSupernet(Supernet):
         e, m = num_edges(nodes), len(self.op_names)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(e, m))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(e, m))
+        # PC-DARTS edge normalisation logits, one per edge, softmax over each node's inputs
+        self.betas_normal = nn.Parameter(1e-3 * torch.randn(e)) if edge_norm else None
+        self.betas_reduce = nn.Parameter(1e-3 * torch.randn(e)) if edge_norm else None
         self._fixed: dict[str, torch.Tensor] | None = None
         self._active: dict[str, list[bool]] | None = None
 
     # -- architecture -------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas_normal, self.alphas_reduce]
+        params = [self.alphas_normal, self.alphas_reduce]
+        if self.edge_norm:
+            params += [self.betas_normal, self.betas_reduce]
+        return params
 
     def alphas(self) -> dict[str, nn.Parameter]:
         return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def edge_weights(self) -> dict[str, torch.Tensor] | None:
+        """Per cell type, softmax of the edge logits over each node's incoming edges."""
+        if not self.edge_norm:
+            return None
+        out = {}
+        for kind, betas in (("normal", self.betas_normal), ("reduce", self.betas_reduce)):
+            parts, start = [], 0
+            for j in range(self.nodes):
+                parts.append(F.softmax(betas[start:start + 2 + j], dim=-1))
+                start += 2 + j
+            out[kind] = torch.cat(parts)
+        return out
 
     def mixing_weights(self) -> dict[str, torch.Tensor]:
         """Per cell type, the (differentiable) weights each edge mixes its ops with."""
@@ -83,6 +108,9 @@ class DartsSupernet(Supernet):
 
     def genotype(self) -> Genotype:
         weights = self.op_weights()
+        edges = self.edge_weights()
+        if edges is not None:  # PC-DARTS: edge weights enter the genotype rule
+            weights = {k: w * edges[k].detach()[:, None] for k, w in weights.items()}
         cells = {k: derive_cell(weights[k].tolist(), self.op_names, self.nodes) for k in CELL_TYPES}
         return Genotype(space=self.space_name, cells=cells)
 
@@ -111,10 +139,12 @@ class DartsSupernet(Supernet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self._fixed if self._fixed is not None else self.mixing_weights()
+        edges = self.edge_weights() if self._fixed is None else None
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             active = self._active[kind] if self._active is not None else None
-            s0, s1 = s1, cell(s0, s1, weights[kind], active)
+            s0, s1 = s1, cell(s0, s1, weights[kind], active,
+                              None if edges is None else edges[kind])
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))

@@ -61,7 +61,8 @@ class DartsStrategy(Strategy):
 
         cfg = self.config
         self.supernet = env.space.build_supernet(env.input_shape, env.num_classes,
-                                                 env.binarizer).to(env.device)
+                                                 env.binarizer, self.supernet_options()
+                                                 ).to(env.device)
         self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         w_opt = make_sgd(self.supernet.weight_parameters(), self.sgd)
@@ -70,6 +71,10 @@ class DartsStrategy(Strategy):
         self.bilevel = BilevelOptimizer(self.supernet, w_opt, arch, order=cfg.order,
                                         grad_clip=cfg.grad_clip, fd_eps=cfg.fd_eps,
                                         **self.loss_functions())
+
+    def supernet_options(self) -> dict[str, Any]:
+        """Options passed to `SearchSpace.build_supernet` (PC-DARTS asks for partial channels)."""
+        return {}
 
     def loss_functions(self) -> dict[str, Any]:
         """Train/val losses of the bilevel step; subclasses add binarizer terms or KD."""
