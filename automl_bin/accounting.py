@@ -14,21 +14,38 @@ binary-network literature reports. The conventions, in one place:
   still multiplies real numbers (by +-1, i.e. signed additions of floats), so its MACs count as
   real ``flops``. ``ops = flops + bops / 64`` (the Bi-Real/ReActNet convention: a 64-bit CPU word
   does 64 binary MACs per instruction).
-- **Bits.** A binarized layer (``weight_bits < 32``) stores each weight in ``weight_bits`` bits
-  plus a per-output-channel scale of 32-bit values. The scale is charged even when it is computed
-  from the weights (XNOR's mean ``|W|``), because a deployed model must store it; when the
-  layer's weight quantizer learns its own parameters (a learned scale) those parameters are the
-  stored scale and are charged at 32 bits each instead, so nothing is counted twice. Every other
-  parameter is 32 bits. Batch-norm running statistics are buffers, not parameters, and are not
-  counted: at deployment BN folds into a per-channel scale and bias (its two learned vectors,
-  which are counted).
+- **Model bits (weights only).** ``model_bits`` follows the binary-network literature
+  (XNOR-Net, Bi-Real Net, ReActNet, CP-NAS "memory saving"): it counts the *weights* of
+  convolutions and linear layers and nothing else. A weight stored with ``weight_bits < 32``
+  (a binarized conv, ``weight_bits == 1``, read from `QConv2d`) takes ``weight_bits`` bits; every
+  other conv/linear weight is real and takes 32 bits (real convs, the linear classifier's weight;
+  a linear layer's bias is counted with its weights, at 32 bits). Modules of a quantizer are not
+  weight layers, even if they are convs or linear layers.
+- **Parameter bits (everything stored).** ``param_bits = model_bits + 32 x`` every other stored
+  value: batch-norm affine parameters, PReLU slopes, biases of other layers (convs included), and
+  the per-output-channel scale of a binarized layer. That scale is charged even when it is
+  computed from the weights (XNOR's mean ``|W|``: ``C_out x 32`` bits), because a deployed model
+  must store it; when the layer's weight quantizer learns its own parameters (a learned scale)
+  those parameters are the stored scale and are charged at 32 bits each instead, so nothing is
+  counted twice. Batch-norm running statistics are buffers, not parameters, and are not counted:
+  at deployment BN folds into a per-channel scale and bias (its two learned vectors, which are
+  counted). A layer's ``bits`` (the "Bits" column of `format_summary`) are all its stored bits,
+  so they add up to ``param_bits``; its ``model_bits`` are the part that counts in ``model_bits``.
+- **Why two totals.** Weights only is what papers report, so ``memory_saving`` is comparable with
+  theirs. The per-channel values it leaves out grow with the channels, the weights with their
+  square: with ``C`` input and output channels a binarized 3x3 conv stores ``9 C^2`` weight bits,
+  its BN and scale ``3 x 32 x C = 96 C`` bits: 2% of the weight bits at ``C = 512``, but *more*
+  than the weights at ``C = 8`` (768 bits against 576). They are small in large networks but not
+  in the tiny networks searched on a CPU, which is why ``deployed_bytes`` counts them.
 - **Full-precision baseline.** The same architecture with every weight real: ``fp_bits = 32 x``
-  its parameters, which excludes the parameters of quantizer modules (a real network has none);
-  ``fp_ops = flops + bops`` (every MAC real). ``memory_saving = fp_bits / model_bits`` and
+  the same conv/linear weight count that ``model_bits`` counts (so quantizer parameters, which a
+  real network does not have, and BN/PReLU/scales are out of both), and
+  ``memory_saving = fp_bits / model_bits``; ``fp_ops = flops + bops`` (every MAC real) and
   ``speedup_estimate = fp_ops / ops``.
-- **Deployed size vs training footprint.** ``deployed_bytes = ceil(model_bits / 8)`` is the model
-  with 1-bit weights packed; ``training_bytes = 4 x params`` is what training holds: the latent
-  float32 weights behind every binarized weight, plus all other parameters, as float32.
+- **Deployed size vs training footprint.** ``deployed_bytes = ceil(param_bits / 8)`` is the
+  whole deployed model, packed: 1-bit weights eight to a byte plus every other value as float32.
+  ``training_bytes = 4 x params`` is what training holds: the latent float32 weights behind every
+  binarized weight, plus all other parameters, as float32.
 - **What is not counted.** Architecture parameters (a supernet's ``arch_parameters()``) are search
   state, not network weights; modules that the eval-mode forward never calls (the DARTS auxiliary
   head, a training-only classifier) are not part of the deployed network. Both are reported as
@@ -75,7 +92,8 @@ class LayerCost:
     precision: str
     #: parameters the module owns directly
     params: int
-    #: bits its stored parameters take at deployment (including a computed scale, see above)
+    #: bits all its stored values take at deployment (including a computed scale, see above);
+    #: they add up to ``param_bits``
     bits: int
     #: real multiply-adds over all of its calls for one image
     flops: int
@@ -83,6 +101,10 @@ class LayerCost:
     bops: int
     #: True when its parameters belong to a quantizer (absent from the full-precision baseline)
     quantizer: bool = False
+    #: conv/linear weights it owns (a linear layer's bias included), counted in ``model_bits``
+    weights: int = 0
+    #: bits of those weights: ``weight_bits`` each when binarized, 32 each when real
+    model_bits: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -94,13 +116,15 @@ class ModelReport:
     params: int
     #: parameters stored with fewer than 32 bits (the binarized weights)
     binary_params: int
-    #: bits of the deployed model
+    #: bits of the conv/linear weights (the literature's model size; see the module docstring)
     model_bits: int
+    #: bits of every stored value: ``model_bits`` plus BN, PReLU, scales and other biases
+    param_bits: int
     #: real multiply-adds per image
     flops: int
     #: binary (xnor-popcount) multiply-adds per image
     bops: int
-    #: bits of the same architecture in full precision
+    #: bits of the same conv/linear weights in full precision (32 each)
     fp_bits: int
     #: parameters left out: architecture parameters and modules the forward never called
     excluded_params: int = 0
@@ -116,6 +140,7 @@ class ModelReport:
 
     @property
     def memory_saving(self) -> float:
+        """``fp_bits / model_bits``: weights only, as in the binary-network literature."""
         return self.fp_bits / self.model_bits if self.model_bits else 1.0
 
     @property
@@ -124,8 +149,8 @@ class ModelReport:
 
     @property
     def deployed_bytes(self) -> int:
-        """Size of the deployed model, 1-bit weights packed eight to a byte."""
-        return math.ceil(self.model_bits / 8)
+        """The whole deployed model, ``param_bits`` packed (1-bit weights eight to a byte)."""
+        return math.ceil(self.param_bits / 8)
 
     @property
     def training_bytes(self) -> int:
@@ -137,6 +162,7 @@ class ModelReport:
         return {
             "params": float(self.params),
             "model_bits": float(self.model_bits),
+            "param_bits": float(self.param_bits),
             "flops": float(self.flops),
             "bops": float(self.bops),
             "ops": float(self.ops),
@@ -242,28 +268,41 @@ def report(model: nn.Module, input_shape: tuple[int, ...]) -> ModelReport:
             continue
         w_bits, in_bits = _bits(module, "weight_bits"), _bits(module, "input_bits")
         weight = getattr(module, "weight", None)
+        owns_weight = any(weight is p for p in own)
+        weight_bits = w_bits if w_bits < REAL_BITS and owns_weight else REAL_BITS
         bits = count * REAL_BITS
-        if w_bits < REAL_BITS and any(weight is p for p in own):
+        if weight_bits < REAL_BITS:
             n_weight = weight.numel()
             binary_params += n_weight
-            bits -= n_weight * (REAL_BITS - w_bits)
+            bits -= n_weight * (REAL_BITS - weight_bits)
             if name not in learned_scale:  # a scale computed from the weights is still stored
                 bits += _out_channels(module) * REAL_BITS
+        # the literature's model bits: conv/linear weights (and a linear layer's bias) only
+        n_weights = layer_model_bits = 0
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and not _is_quantizer(name):
+            if owns_weight:
+                n_weights += weight.numel()
+                layer_model_bits += weight.numel() * weight_bits
+            bias = getattr(module, "bias", None)
+            if isinstance(module, nn.Linear) and any(bias is p for p in own):
+                n_weights += bias.numel()
+                layer_model_bits += bias.numel() * REAL_BITS
         binary = w_bits == 1 and in_bits == 1
         layers.append(LayerCost(
             name=name, kind=type(module).__name__, precision=f"{w_bits}/{in_bits}",
             params=count, bits=bits,
             flops=0 if binary else macs[name], bops=macs[name] if binary else 0,
-            quantizer=_is_quantizer(name),
+            quantizer=_is_quantizer(name), weights=n_weights, model_bits=layer_model_bits,
         ))
     return ModelReport(
         layers=tuple(layers),
         params=sum(layer.params for layer in layers),
         binary_params=binary_params,
-        model_bits=sum(layer.bits for layer in layers),
+        model_bits=sum(layer.model_bits for layer in layers),
+        param_bits=sum(layer.bits for layer in layers),
         flops=sum(layer.flops for layer in layers),
         bops=sum(layer.bops for layer in layers),
-        fp_bits=REAL_BITS * sum(layer.params for layer in layers if not layer.quantizer),
+        fp_bits=REAL_BITS * sum(layer.weights for layer in layers),
         excluded_params=excluded,
     )
 
@@ -304,20 +343,22 @@ def format_summary(rep: ModelReport) -> str:
     header = ("Layer", "Type", "Precision", "Params", "Bits", "FLOPs", "BOPs")
     rows = [(layer.name or "(model)", layer.kind, layer.precision, f"{layer.params:,}",
              f"{layer.bits:,}", f"{layer.flops:,}", f"{layer.bops:,}") for layer in rep.layers]
-    total = ("Total", "", "", f"{rep.params:,}", f"{rep.model_bits:,}", f"{rep.flops:,}",
+    total = ("Total", "", "", f"{rep.params:,}", f"{rep.param_bits:,}", f"{rep.flops:,}",
              f"{rep.bops:,}")
     lines = _table(header, rows, total, right={3, 4, 5, 6})
     real = rep.params - rep.binary_params
     facts = [
         ("Parameters", f"{rep.params:,} ({rep.binary_params:,} binarized, {real:,} real)"),
-        ("Model bits", f"{rep.model_bits:,} (1 bit per binarized weight, 32 per real value)"),
-        ("Deployed size (packed 1-bit weights)", _size(rep.deployed_bytes)),
+        ("Model bits (conv/linear weights: 1 bit binarized, 32 real)",
+         f"{rep.model_bits:,} ({rep.fp_bits // REAL_BITS:,} weights)"),
+        ("Parameter bits (all stored values incl. BN, PReLU, scales)", f"{rep.param_bits:,}"),
+        ("Deployed size (packed, all parameters)", _size(rep.deployed_bytes)),
         ("Training footprint (latent float32 weights)", _size(rep.training_bytes)),
         ("FLOPs (real multiply-adds)", f"{rep.flops:,}"),
         ("BOPs (binary multiply-adds)", f"{rep.bops:,}"),
         ("OPs = FLOPs + BOPs/64", f"{rep.ops:,.1f}"),
-        ("Full precision: bits / OPs", f"{rep.fp_bits:,} / {rep.fp_ops:,}"),
-        ("Memory saving vs full precision", f"{rep.memory_saving:.2f}x"),
+        ("Full precision: model bits / OPs", f"{rep.fp_bits:,} / {rep.fp_ops:,}"),
+        ("Memory saving vs full precision (weights)", f"{rep.memory_saving:.2f}x"),
         ("Speedup estimate vs full precision", f"{rep.speedup_estimate:.2f}x"),
     ]
     if rep.excluded_params:

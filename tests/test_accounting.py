@@ -97,38 +97,49 @@ def test_binary_network_numbers_by_hand():
     # fc    Linear(8,3):    params 8*3 + 3 = 27;  MACs 8*3 = 24 (real)
     params = 36 + 8 + 288 + 27
     assert params == 359
-    # bits: 32 per real parameter; 1 per binary weight, plus the conv's mean|W| scale stored as
-    # 8 output channels * 32 bits (computed from the weights, yet deployment stores it)
-    model_bits = 32 * (36 + 8 + 27) + 1 * 288 + 32 * 8
-    assert model_bits == 2272 + 288 + 256 == 2816
+    # model bits (literature convention): conv/linear weights only, 1 bit per binarized weight,
+    # 32 per real weight (the linear bias counts as weight); BN and the scale are not in it
+    #   stem 36 real weights * 32 = 1152;  conv 288 binary weights * 1 = 288;
+    #   fc (24 weights + 3 bias) * 32 = 864
+    model_bits = 32 * 36 + 1 * 288 + 32 * (24 + 3)
+    assert model_bits == 1152 + 288 + 864 == 2304
+    weights = 36 + 288 + 27  # 351 conv/linear weights
+    fp_bits = 32 * weights  # the same weights in float32
+    assert fp_bits == 11232
+    # parameter bits: model bits + 32 per other stored value: BN's 4 + 4 affine values, and the
+    # conv's mean|W| scale, 8 output channels (computed from the weights, yet deployment stores it)
+    param_bits = model_bits + 32 * (8 + 8)
+    assert param_bits == 2304 + 512 == 2816
     flops = 2304 + 24
     bops = 18432
     ops = flops + bops / 64  # 2328 + 288
     assert ops == 2616
-    fp_bits = 32 * 359  # the same architecture in float32 (no scale: it has no quantizers)
     fp_ops = flops + bops  # 20760: every MAC real
     assert (rep.params, rep.binary_params, rep.model_bits, rep.flops, rep.bops) == (
         params, 288, model_bits, flops, bops)
+    assert rep.param_bits == param_bits
     assert rep.ops == ops
-    assert rep.fp_bits == fp_bits == 11488
+    assert rep.fp_bits == fp_bits
     assert rep.fp_ops == fp_ops == 20760
-    assert rep.memory_saving == 11488 / 2816
+    assert rep.memory_saving == 11232 / 2304 == 4.875
     assert rep.speedup_estimate == 20760 / 2616
-    assert rep.deployed_bytes == 352  # ceil(2816 / 8)
+    assert rep.deployed_bytes == 352  # ceil(param_bits 2816 / 8)
     assert rep.training_bytes == 4 * 359 == 1436
     assert rep.excluded_params == 0
     assert rep.metrics() == {
-        "params": 359.0, "model_bits": 2816.0, "flops": 2328.0, "bops": 18432.0, "ops": 2616.0,
-        "memory_saving": 11488 / 2816, "speedup_estimate": 20760 / 2616,
-        "deployed_bytes": 352.0, "training_bytes": 1436.0,
+        "params": 359.0, "model_bits": 2304.0, "param_bits": 2816.0, "flops": 2328.0,
+        "bops": 18432.0, "ops": 2616.0, "memory_saving": 4.875,
+        "speedup_estimate": 20760 / 2616, "deployed_bytes": 352.0, "training_bytes": 1436.0,
     }
     rows = {layer.name: layer for layer in rep.layers}
     assert list(rows) == ["stem", "bn", "conv", "fc"]
-    assert [(r.kind, r.precision, r.params, r.bits, r.flops, r.bops) for r in rows.values()] == [
-        ("Conv2d", "32/32", 36, 36 * 32, 2304, 0),
-        ("BatchNorm2d", "32/32", 8, 8 * 32, 0, 0),
-        ("QConv2d", "1/1", 288, 288 + 8 * 32, 0, 18432),
-        ("Linear", "32/32", 27, 27 * 32, 24, 0),
+    # bits: all stored bits of the layer (they add up to param_bits); model_bits: its weights'
+    assert [(r.kind, r.precision, r.params, r.bits, r.weights, r.model_bits, r.flops, r.bops)
+            for r in rows.values()] == [
+        ("Conv2d", "32/32", 36, 36 * 32, 36, 36 * 32, 2304, 0),
+        ("BatchNorm2d", "32/32", 8, 8 * 32, 0, 0, 0, 0),
+        ("QConv2d", "1/1", 288, 288 + 8 * 32, 288, 288, 0, 18432),
+        ("Linear", "32/32", 27, 27 * 32, 27, 27 * 32, 24, 0),
     ]
     cost = count_cost(TinyNet(SignBinarizer()), INPUT)
     assert (cost.params, cost.flops, cost.bops, cost.ops) == (359, 2328, 18432, 2616)
@@ -136,22 +147,27 @@ def test_binary_network_numbers_by_hand():
 
 def test_learned_scale_is_the_stored_scale_not_counted_twice():
     rep = report(TinyNet(SignBinarizer(learned_scale=True)), INPUT)
-    # the quantizer's 8 learned scales replace the computed one: same bits, 8 more params,
-    # and the full-precision baseline (no quantizers) is unchanged
+    # the quantizer's 8 learned scales replace the computed one: same param bits
+    # (2304 + 32 * (8 BN + 8 scales) = 2816), 8 more params; they are not weights, so model bits
+    # and the full-precision baseline (no quantizers) are unchanged
     assert rep.params == 359 + 8
-    assert rep.model_bits == 2816
-    assert rep.fp_bits == 32 * 359
-    assert rep.memory_saving == 11488 / 2816
+    assert rep.model_bits == 2304
+    assert rep.param_bits == 2816
+    assert rep.fp_bits == 32 * 351
+    assert rep.memory_saving == 11232 / 2304
+    assert rep.deployed_bytes == 352
     assert rep.training_bytes == 4 * 367
     scale = {layer.name: layer for layer in rep.layers}["conv.weight_quantizer"]
     assert (scale.params, scale.bits, scale.quantizer) == (8, 8 * 32, True)
+    assert (scale.weights, scale.model_bits) == (0, 0)
 
 
 def test_real_binarizer_saves_nothing():
     rep = report(TinyNet(NoBinarizer()), INPUT)
-    # every MAC real: 2304 + 18432 + 24; every parameter 32 bits
+    # every MAC real: 2304 + 18432 + 24; every parameter 32 bits, and no scale is stored
     assert (rep.params, rep.flops, rep.bops) == (359, 20760, 0)
-    assert rep.model_bits == rep.fp_bits == 32 * 359
+    assert rep.model_bits == rep.fp_bits == 32 * 351 == 11232  # the 351 conv/linear weights
+    assert rep.param_bits == 11232 + 32 * 8 == 32 * 359  # + BN's 8 values
     assert rep.memory_saving == 1.0
     assert rep.speedup_estimate == 1.0
     assert rep.deployed_bytes == rep.training_bytes == 1436
@@ -163,9 +179,10 @@ def test_binary_weights_with_real_inputs_are_flops():
     rep = report(TinyNet(SignBinarizer(), binarize_input=False), INPUT)
     assert {layer.name: layer.precision for layer in rep.layers}["conv"] == "1/32"
     assert (rep.flops, rep.bops) == (2304 + 18432 + 24, 0)
-    assert rep.model_bits == 2816  # storage is still 1 bit per weight
+    assert rep.model_bits == 2304  # storage is still 1 bit per weight
+    assert rep.param_bits == 2816
     assert rep.speedup_estimate == 1.0
-    assert rep.memory_saving == 11488 / 2816
+    assert rep.memory_saving == 11232 / 2304
 
 
 def test_tuple_output_aux_head_excluded_and_modes_restored():
@@ -196,6 +213,21 @@ def test_darts_network_matches_the_old_convention():
     # (whether cell convs get 1-bit inputs depends on the op style, so only storage is pinned)
     assert rep.binary_params > 0 and rep.memory_saving > 1
     assert net.training
+    # the bit totals, recounted from the modules: model/fp bits over conv weights and linear
+    # weights + biases; param bits add 32 per other value and each binarized conv's C_out scales
+    deployed = {n: m for n, m in net.named_modules() if not n.startswith("auxiliary_head")}
+    convs = [m for m in deployed.values() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in deployed.values() if isinstance(m, nn.Linear)]
+    binary = [m for m in convs if getattr(m, "weight_bits", 32) == 1]
+    weights = sum(m.weight.numel() for m in convs) + sum(
+        m.weight.numel() + (m.bias.numel() if m.bias is not None else 0) for m in linears)
+    n_binary = sum(m.weight.numel() for m in binary)
+    assert rep.binary_params == n_binary
+    assert rep.fp_bits == 32 * weights
+    assert rep.model_bits == 32 * (weights - n_binary) + 1 * n_binary
+    scales = sum(m.out_channels for m in binary)
+    assert rep.param_bits == rep.model_bits + 32 * (rep.params - weights + scales)
+    assert rep.param_bits > rep.model_bits and rep.deployed_bytes == -(-rep.param_bits // 8)
 
 
 def test_supernet_architecture_parameters_not_counted():
@@ -219,11 +251,17 @@ def test_summary_table_lists_each_layer():
     conv = next(line for line in lines if line.split()[0] == "conv").split()
     assert conv == ["conv", "QConv2d", "1/1", "288", "288", "0", "18,432"]
     total = next(line for line in lines if line.startswith("Total")).split()
-    assert total == ["Total", "367", "2,816", "2,328", "18,432"]
+    assert total == ["Total", "367", "2,816", "2,328", "18,432"]  # the Bits column: param bits
+    facts = dict(line.split(":  ", 1) for line in lines if ":  " in line)
+    facts = {k.strip(): v.strip() for k, v in facts.items()}
+    assert facts["Model bits (conv/linear weights: 1 bit binarized, 32 real)"] == (
+        "2,304 (351 weights)")
+    assert facts["Parameter bits (all stored values incl. BN, PReLU, scales)"] == "2,816"
+    assert facts["Deployed size (packed, all parameters)"] == "352 B"
+    assert facts["Training footprint (latent float32 weights)"] == "1.43 KiB (1,468 B)"
+    assert facts["Full precision: model bits / OPs"] == "11,232 / 20,760"
+    assert facts["Memory saving vs full precision (weights)"] == "4.88x"  # 4.875
     lower = text.lower()
-    assert "deployed size (packed 1-bit weights):" in lower and "352 b" in lower
-    assert "training footprint (latent float32 weights):" in lower and "1.43 kib" in lower
-    assert "memory saving vs full precision:" in lower and "4.08x" in lower
     assert "speedup estimate vs full precision:" in lower and "7.94x" in lower
 
 
@@ -288,7 +326,7 @@ def test_summary_of_recipe_is_the_supernet(tmp_path):
     recipe, _ = _files(tmp_path)
     text = _summary(str(recipe)).output
     assert "search supernet" in text and "Layer" in text and "stem.0" in text
-    assert "Deployed size (packed 1-bit weights)" in text
+    assert "Deployed size (packed, all parameters)" in text
     data = json.loads(_summary(str(recipe), "--json").stdout)
     assert data["network"] == "supernet" and data["input_shape"] == [1, 8, 8]
     assert data["num_classes"] == 3 and data["binarizer"] == "none"

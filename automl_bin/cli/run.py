@@ -30,7 +30,8 @@ def run_command(recipe: str, overrides: tuple[str, ...], quiet: bool, plain: boo
     resolved, plugins = load_and_resolve(recipe, overrides)
     result = run(resolved, plugins, Progress(enabled=not quiet, force_plain=plain))
     click.echo(f"Genotype: {result.genotype}")
-    for key in ("test_acc", "params", "model_bits", "flops", "bops", "ops", "deployed_bytes",
+    for key in ("test_acc", "params", "model_bits", "param_bits", "flops", "bops", "ops",
+                "deployed_bytes",
                 "training_bytes"):
         if key in result.summary:
             value = result.summary[key]

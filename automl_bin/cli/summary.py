@@ -181,9 +181,11 @@ def summary_command(target: str, genotype: str | None, uri: str | None,
 
     TARGET is an MLflow run id or a run folder (the genotype the run found, at the [retrain]
     network size), or a recipe .toml (its search supernet; with --genotype, that genotype's
-    network). The totals give model bits, OPs = FLOPs + BOPs/64, the memory saving and speedup
-    estimate against the same architecture in full precision, and both the deployed size (packed
-    1-bit weights) and the training footprint (latent float32 weights). Loads no data.
+    network). The totals give model bits (conv/linear weights, as papers count them), parameter
+    bits (every stored value, BN, PReLU and scales included), OPs = FLOPs + BOPs/64, the memory
+    saving (weights) and speedup estimate against the same architecture in full precision, and
+    both the deployed size (all parameters, packed) and the training footprint (latent float32
+    weights). Loads no data.
     """
     from automl_bin.accounting import format_summary, report
 
