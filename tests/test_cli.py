@@ -193,3 +193,19 @@ def test_python_dash_m_is_the_same_cli():
     out = subprocess.run([sys.executable, "-m", "automl_bin", "--version"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "automl-bin" in out.stdout
+
+
+def test_runtime_failure_is_one_paragraph_exit_1(tmp_path, tiny_recipe, monkeypatch):
+    """An unexpected exception is reported in one paragraph with exit 1, no traceback."""
+    import automl_bin.runner
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(automl_bin.runner, "run", boom)
+    monkeypatch.delenv("AUTOML_BIN_DEBUG", raising=False)
+    path = _write(tmp_path, tiny_recipe(tracking=False))
+    result = CliRunner().invoke(cli, ["run", path, "--quiet"])
+    assert result.exit_code == 1
+    assert "Failed: RuntimeError: boom" in result.output and "Traceback" not in result.output
+    assert "AUTOML_BIN_DEBUG" in " ".join(result.output.split())

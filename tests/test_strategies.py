@@ -102,7 +102,8 @@ def test_darts_warmup_freezes_alphas(splits, tmp_path):
 def test_random_search_keeps_the_best_sample(splits, tmp_path):
     """The returned genotype is the best-scored sample, and the history records every score."""
     torch.manual_seed(0)
-    strategy = RandomSearch(RandomConfig(epochs=2, samples_per_epoch=3, max_steps=2))
+    strategy = RandomSearch(RandomConfig(epochs=2, samples_per_epoch=3, max_steps=2,
+                                         mode="sample_and_score"))
     strategy.setup(_env(splits, tmp_path, estimator=SupernetEstimator()))
     for epoch in range(2):
         metrics = strategy.run_epoch(epoch)
@@ -111,7 +112,8 @@ def test_random_search_keeps_the_best_sample(splits, tmp_path):
     assert len(scores) == 6
     best = max(range(6), key=lambda i: (scores[i], -i))
     assert strategy.derive().to_dict()["cells"] == strategy.history[best]["genotype"]["cells"]
-    resumed = RandomSearch(RandomConfig(epochs=2, samples_per_epoch=3, max_steps=2))
+    resumed = RandomSearch(RandomConfig(epochs=2, samples_per_epoch=3, max_steps=2,
+                                        mode="sample_and_score"))
     resumed.setup(_env(splits, tmp_path, estimator=SupernetEstimator()))
     resumed.load_state_dict(strategy.state_dict())
     assert resumed.derive() == strategy.derive()

@@ -18,9 +18,11 @@ def check_command(recipe: str, overrides: tuple[str, ...]) -> None:
     """Validate RECIPE: sections, keys, types, ranges and plugin names. Loads no data."""
     resolved, _ = load_and_resolve(recipe, overrides)
     r = resolved.recipe
+    # the epoch count of some strategies is known only after setup (e.g. pruning schedules)
+    epochs = getattr(resolved.strategy.config, "epochs", None)
+    budget = f" ({epochs} epochs)" if isinstance(epochs, int) else ""
     click.echo(
         f"OK: {recipe} — data={r.data.name}, search_space={r.search_space.name}, "
-        f"binarizer={r.binarizer.name}, strategy={r.strategy.name} "
-        f"({resolved.strategy.num_epochs() if hasattr(resolved.strategy, 'num_epochs') else '?'}"
-        f" epochs), retrain={'on' if resolved.retrain_estimator else 'off'}"
+        f"binarizer={r.binarizer.name}, strategy={r.strategy.name}{budget}, "
+        f"retrain={'on' if resolved.retrain_estimator else 'off'}"
     )

@@ -58,6 +58,17 @@ class AutomlBinGroup(click.Group):
             raise _CliError(str(exc), exc.exit_code, label) from exc
         except KeyboardInterrupt as exc:
             raise _CliError("stopped by the user.", 130, "Interrupted") from exc
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            # a bug or a runtime failure: one paragraph by default, the traceback on request
+            if os.environ.get("AUTOML_BIN_DEBUG"):
+                raise
+            raise _CliError(
+                f"{type(exc).__name__}: {exc}. This is a runtime failure, not a recipe problem; "
+                "the run (if one started) is marked FAILED. Set AUTOML_BIN_DEBUG=1 to see the "
+                "traceback, and report it with the recipe if it looks like a bug.",
+                1, "Failed") from exc
 
 
 @click.group(cls=AutomlBinGroup, epilog=EPILOG,

@@ -1,10 +1,21 @@
-"""The ``random`` baseline: sample architectures, score them with an estimator, keep the best.
+"""The ``random`` baseline, in two modes.
 
-With the ``supernet`` estimator (default) it is random search with weight sharing (Li &
-Talwalkar 2019): each epoch trains the supernet along a uniformly sampled single path per batch,
-then scores ``samples_per_epoch`` fresh random genotypes on the validation split with the shared
-weights. With ``retrain`` every sample is trained from scratch (costly, honest). The best
-genotype by validation score over the whole search is returned.
+``mode = "sampling"`` (default): random search for binary NAS as the book describes it: "the
+1-bit supernet randomly samples and trains an architecture in each epoch, then assigns the
+expectation of all performance to each corresponding edge and operations, and returns the
+architecture with the highest score". Each epoch draws ONE single-path architecture uniformly
+(every edge one op of the space, ``none`` included), trains the supernet (1-bit when the recipe's
+binarizer is) along it for the epoch, scores it on the validation split with the ``supernet``
+estimator, and credits that accuracy to every sampled (edge, op). The derived genotype takes on
+every edge the op with the highest mean credited score, then the top-2 edges of each node by that
+score, skipping ``none`` (the pruning strategies' rule; the bookkeeping is
+`automl_bin.search.pruning.OperationPruner`, without pruning).
+
+``mode = "sample_and_score"``: with the ``supernet`` estimator it is random search with weight
+sharing (Li & Talwalkar 2019): each epoch trains the supernet along a uniformly sampled
+genotype per batch, then scores ``samples_per_epoch`` fresh random genotypes on the validation
+split with the shared weights. With ``retrain`` every sample is trained from scratch (costly,
+honest). The best genotype by validation score over the whole search is returned.
 """
 
 from __future__ import annotations
@@ -12,24 +23,40 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
-from automl_bin.interfaces import Genotype, SearchEnv, Strategy
+from automl_bin.interfaces import Binarizer, Genotype, SearchEnv, SearchSpace, Strategy
 
 __all__ = ["RandomSearch"]
 
 _ge0 = attrs.validators.ge(0)
 _gt0 = attrs.validators.gt(0)
 
+MODES = ("sampling", "sample_and_score")
+
+
+def _check_mode(inst: Any, _attr: attrs.Attribute, value: str) -> None:
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {value!r}")
+    if value == "sampling" and inst.estimator != "supernet":
+        raise ValueError("mode 'sampling' scores each sampled path with the shared weights; it "
+                         "needs estimator = 'supernet' (or use mode = 'sample_and_score')")
+
 
 @attrs.frozen(kw_only=True)
 class RandomConfig:
+    #: epochs; in "sampling" mode one sampled single-path architecture per epoch
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    #: random genotypes scored at the end of each epoch
+    #: "sampling": one path per epoch, trained, scored and credited to its ops, derive by the
+    #: best mean op per edge (the book's binary random search); "sample_and_score": score
+    #: samples_per_epoch random genotypes per epoch and keep the best
+    mode: Literal["sampling", "sample_and_score"] = attrs.field(default="sampling",
+                                                                validator=_check_mode)
+    #: random genotypes scored at the end of each epoch ("sample_and_score" only)
     samples_per_epoch: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: the estimator scoring samples: "supernet" (weight sharing) or "retrain"
     estimator: str = "supernet"
@@ -46,10 +73,21 @@ class RandomConfig:
 
 
 class RandomSearch(Strategy):
-    """Uniform random sampling of genotypes, scored by the configured estimator."""
+    """Uniform random sampling of single paths ("sampling") or genotypes ("sample_and_score"),
+    scored by the configured estimator."""
 
     Config = RandomConfig
     requires_estimator = True
+
+    def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
+        if self.config.mode == "sampling":
+            from automl_bin_plugins.strategies.sampling_base import dag_problem
+
+            problem = dag_problem(space)
+            if problem:
+                return (f"mode 'sampling' samples one op on every edge of a DARTS cell DAG, and "
+                        f"{problem} (use mode = 'sample_and_score')")
+        return None
 
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
@@ -69,6 +107,19 @@ class RandomSearch(Strategy):
             self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
                                  weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
             self.w_opt = make_sgd(self.supernet.weight_parameters(), self.sgd)
+        self.pruner = None
+        if self.config.mode == "sampling":
+            from automl_bin.search.pruning import OperationPruner
+            from automl_bin_plugins.strategies.sampling_base import cell_edges
+
+            problem = self.check_compatible(env.space, env.binarizer)
+            if problem:
+                raise ValueError(f"the random strategy cannot run: {problem}")
+            assert self.supernet is not None
+            # the bookkeeping of the pruning strategies, never pruned: uniform draws per edge
+            self.pruner = OperationPruner(op_names=env.space.op_names,
+                                          edges=cell_edges(env.space, self.supernet),
+                                          space=env.space.genotype_space, trials=1)
 
     def num_epochs(self) -> int:
         return self.config.epochs
@@ -98,19 +149,49 @@ class RandomSearch(Strategy):
         net.set_fixed_architecture(None)
         return meter.result("train")
 
-    def run_epoch(self, epoch: int) -> Mapping[str, float]:
+    def _estimation_env(self, epoch: int) -> Any:
         from automl_bin.interfaces import EstimationEnv
 
         env = self.env
+        assert env is not None
+        return EstimationEnv(space=env.space, binarizer=env.binarizer,
+                             input_shape=env.input_shape, num_classes=env.num_classes,
+                             device=env.device, seed=env.seed + epoch, splits=env.splits,
+                             fit="train", score="val", reporter=env.reporter,
+                             supernet=self.supernet, network=env.network)
+
+    def _sampling_epoch(self, epoch: int) -> dict[str, float]:
+        """One uniformly sampled single path: train along it, score it, credit its ops."""
+        from automl_bin.training import cosine_lr
+        from automl_bin_plugins.strategies.sampling_base import PathTrainee, train_path
+
+        env, pruner = self.env, self.pruner
+        assert env is not None and env.estimator is not None and pruner is not None
+        arch = pruner.sample_architecture(self.rng)
+        genotype = pruner.path_genotype(arch)
+        lr = cosine_lr(self.sgd, epoch, self.config.epochs)
+        trainee = PathTrainee(name="supernet", net=self.supernet, optimizer=self.w_opt,
+                              binarizer=env.binarizer)
+        metrics = train_path(env, [trainee], genotype, epoch, steps=self.config.max_steps,
+                             lr=lr, grad_clip=self.config.grad_clip)["supernet"]
+        estimate = env.estimator.estimate(genotype, self._estimation_env(epoch))
+        pruner.record(arch, estimate.score)
+        self.history.append({"epoch": epoch, "score": estimate.score,
+                             "genotype": genotype.to_dict()})
+        if self.best is None or estimate.score > self.best[0]:
+            self.best = (estimate.score, genotype)
+        metrics.update({"val_acc": estimate.score, "best_val_acc": self.best[0], "lr": lr})
+        return metrics
+
+    def run_epoch(self, epoch: int) -> Mapping[str, float]:
+        env = self.env
         assert env is not None and env.estimator is not None
+        if self.pruner is not None:
+            return self._sampling_epoch(epoch)
         metrics: dict[str, float] = {}
         if self.weight_sharing:
             metrics.update(self._train_supernet(epoch))
-        est_env = EstimationEnv(space=env.space, binarizer=env.binarizer,
-                                input_shape=env.input_shape, num_classes=env.num_classes,
-                                device=env.device, seed=env.seed + epoch, splits=env.splits,
-                                fit="train", score="val", reporter=env.reporter,
-                                supernet=self.supernet, network=env.network)
+        est_env = self._estimation_env(epoch)
         scores = []
         for _ in range(self.config.samples_per_epoch):
             genotype = env.space.sample_genotype(self.rng)
@@ -128,7 +209,14 @@ class RandomSearch(Strategy):
     def derive(self) -> Genotype:
         if self.best is None:
             raise RuntimeError("random search derived before any epoch ran")
+        if self.pruner is not None:  # best mean op per edge, top-2 edges per node
+            return self.pruner.genotype(rank="mean")
         return self.best[1]
+
+    def op_weights(self) -> Mapping[str, Any] | None:
+        """In mode "sampling", per cell type the ``edges × ops`` mean credited scores (0 where
+        never sampled); None otherwise."""
+        return self.pruner.mean_matrix() if self.pruner is not None else None
 
     def final_metrics(self) -> Mapping[str, float]:
         return {"best_val_acc": self.best[0]} if self.best else {}
@@ -142,6 +230,8 @@ class RandomSearch(Strategy):
         if self.supernet is not None:
             state["supernet"] = self.supernet.state_dict()
             state["w_opt"] = self.w_opt.state_dict()
+        if self.pruner is not None:
+            state["pruner"] = self.pruner.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -152,6 +242,8 @@ class RandomSearch(Strategy):
         if self.supernet is not None:
             self.supernet.load_state_dict(state["supernet"])
             self.w_opt.load_state_dict(state["w_opt"])
+        if self.pruner is not None:
+            self.pruner.load_state_dict(state["pruner"])
 
 
 @hookimpl

@@ -1,0 +1,404 @@
+"""The sampled-path loop shared by BNAS/BNAS2 (``bnas``) and CP-NAS (``cp_nas``), spec §3.3-4.
+
+One runner epoch = one sampled single-path architecture (every edge one op, ``none`` included):
+the `OperationPruner` (`automl_bin.search.pruning`) hands out the architectures of the trial
+schedule; each supernet of the strategy (BNAS: one binary supernet; CP-NAS: a real Parent and a
+1-bit Child) trains its shared weights along the path for one epoch, is scored on the validation
+split by the ``supernet`` estimator (single path, BN batch statistics), and the strategy turns the
+scores into one reward that the pruner credits to every sampled (edge, op). After the last trial
+of a round the pruner removes one op per edge. So ``num_epochs = T·Σ_{K=2}^{K0} K``.
+
+`train_path`, `score_path`, `make_supernet_estimator` and `cell_edges` are also used by the
+``random`` strategy's ``sampling`` mode. Torch is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from automl_bin.interfaces import Binarizer, Estimator, Genotype, SearchEnv, SearchSpace, Strategy
+from automl_bin.search.pruning import Architecture, OperationPruner, total_trials
+
+if TYPE_CHECKING:
+    import torch
+
+    from automl_bin.interfaces.supernet import Supernet
+
+__all__ = ["SampledPathConfig", "SampledPathStrategy", "PathTrainee", "train_path", "score_path",
+           "make_supernet_estimator", "cell_edges", "plot_remaining_ops"]
+
+_ge0 = attrs.validators.ge(0)
+_gt0 = attrs.validators.gt(0)
+
+
+def _check_k0(_inst: Any, _attr: attrs.Attribute, value: int) -> None:
+    if value == 1 or value < 0:
+        raise ValueError(f"K0 must be 0 (every op of the space) or at least 2, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class SampledPathConfig:
+    #: candidate ops per edge at the start; 0 = every op of the space (less the excluded ones),
+    #: K < that keeps the first K in the space's op order (spec: K0 = 8)
+    K0: int = attrs.field(default=0, validator=_check_k0)
+    #: trials per reduction round: each op of each edge is sampled once per trial (T, spec: 3)
+    trials: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    #: ops never considered (e.g. ["none"] so that no edge can end as a zero op)
+    exclude_ops: list[str] = attrs.field(factory=list)
+    #: rewards entering the indicator: "all" (the whole search) or "round" (the current
+    #: round's T trials only)
+    reward_window: Literal["all", "round"] = "all"
+    #: PC-DARTS partial channels: 1/partial_k of the channels go through each edge's op
+    partial_k: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    #: weight SGD, cosine-annealed over all sampled epochs; no weight decay on the latent
+    #: weights of 1-bit convolutions
+    lr: float = attrs.field(default=0.025, validator=_gt0)
+    lr_min: float = attrs.field(default=0.001, validator=_ge0)
+    momentum: float = attrs.field(default=0.9, validator=_ge0)
+    weight_decay: float = attrs.field(default=0.0, validator=_ge0)
+    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
+    #: stop each sampled epoch after this many steps (0 = the whole training split)
+    max_steps: int = attrs.field(default=0, validator=_ge0)
+    #: score each sampled path on at most this many validation batches (0 = all)
+    val_batches: int = attrs.field(default=0, validator=_ge0)
+
+
+@attrs.define(kw_only=True, eq=False)
+class PathTrainee:
+    """One supernet trained along the sampled paths, with its optimizer and binarizer."""
+
+    name: str
+    net: Supernet
+    optimizer: torch.optim.Optimizer
+    binarizer: Binarizer
+    params: list[Any] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.params:
+            self.params = self.net.weight_parameters()
+
+
+# -- helpers (also used by the random strategy) ------------------------------------------------
+def cell_edges(space: SearchSpace, supernet: Supernet) -> dict[str, list[tuple[int, int]]]:
+    """Per cell type, ``(source, target)`` of every supernet edge (DARTS cell DAG, spec §1.1)."""
+    from automl_bin_plugins.darts_space.derive import edge_index
+
+    nodes = getattr(getattr(space, "config", None), "nodes", None)
+    if not isinstance(nodes, int):
+        raise ValueError("the search space is not a DARTS cell DAG: it has no 'nodes' setting")
+    return {kind: edge_index(nodes) for kind in supernet.op_weights()}
+
+
+def dag_problem(space: SearchSpace) -> str | None:
+    """Why ``space`` cannot be sampled edge by edge, or None."""
+    if not isinstance(getattr(getattr(space, "config", None), "nodes", None), int):
+        return "the search space has no 'nodes' setting (it is not a DARTS cell DAG)"
+    return None
+
+
+def make_supernet_estimator(env: SearchEnv, max_batches: int = 0) -> Estimator:
+    """The registered ``supernet`` estimator (BN batch statistics) scoring ``max_batches``."""
+    if env.create is None:
+        raise ValueError("this strategy builds the 'supernet' estimator through env.create, "
+                         "which is not set")
+    default = env.create("estimator", "supernet")
+    config = attrs.evolve(default.config, max_batches=max_batches, bn_stats="batch")
+    return env.create("estimator", "supernet", config)
+
+
+def score_path(env: SearchEnv, estimator: Estimator, net: Supernet,
+               genotype: Genotype) -> dict[str, float]:
+    """``val_loss`` and ``val_acc`` of the single path ``genotype`` through ``net``."""
+    from automl_bin.interfaces import EstimationEnv
+
+    est_env = EstimationEnv(space=env.space, binarizer=env.binarizer, input_shape=env.input_shape,
+                            num_classes=env.num_classes, device=env.device, seed=env.seed,
+                            splits=env.splits, fit="train", score="val", reporter=env.reporter,
+                            supernet=net, network=env.network, create=env.create)
+    return dict(estimator.estimate(genotype, est_env).metrics)
+
+
+def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genotype, epoch: int,
+               *, steps: int, lr: float, grad_clip: float) -> dict[str, dict[str, float]]:
+    """Train every trainee along the single path ``genotype`` for one epoch on the same batches.
+
+    Loss: CE + the binarizer's auxiliary terms (`Binarizer.aux_losses`, with the pooled
+    features of `capture_features` for feature terms such as the CP-NAS compactness loss).
+    Returns per trainee ``train_loss`` (CE), ``train_acc`` and the mean of every aux term.
+    """
+    import torch.nn.functional as F
+
+    from automl_bin.nn.features import capture_features
+    from automl_bin.training import RunningMeter, clip_and_step, set_lr
+
+    train = env.splits["train"]
+    steps = len(train) if not steps else min(len(train), steps)
+    meters = {t.name: RunningMeter() for t in trainees}
+    aux_sums: dict[str, dict[str, float]] = {t.name: {} for t in trainees}
+    for t in trainees:
+        set_lr(t.optimizer, lr)
+        t.net.set_fixed_architecture(genotype)
+        t.net.train()
+    n = 0
+    try:
+        for x, y in env.reporter.track(itertools.islice(train.batches(epoch), steps), steps,
+                                       f"sampled path {epoch + 1}"):
+            for t in trainees:
+                with capture_features(t.net) as features:
+                    logits = t.net(x)
+                loss = F.cross_entropy(logits, y)
+                aux = t.binarizer.aux_losses(t.net, features.value, y)
+                total = loss + sum(aux.values()) if aux else loss
+                t.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                clip_and_step(t.params, t.optimizer, grad_clip)
+                meters[t.name].update(loss.detach(), logits.detach(), y)
+                for key, value in aux.items():
+                    aux_sums[t.name][key] = aux_sums[t.name].get(key, 0.0) + float(value.detach())
+            n += 1
+    finally:
+        for t in trainees:
+            t.net.set_fixed_architecture(None)
+    out = {}
+    for t in trainees:
+        metrics = meters[t.name].result("train")
+        metrics.update({k: v / max(n, 1) for k, v in aux_sums[t.name].items()})
+        out[t.name] = metrics
+    return out
+
+
+def plot_remaining_ops(pruner: OperationPruner, path: Path,
+                       title: str = "operation-space reduction") -> Path:
+    """Two panels over the rounds: mean remaining ops per edge (per cell type), and for each op
+    the number of edges (all cell types) still holding it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k0 = pruner.initial_k
+    rounds = list(range(pruner.round + 1))
+    starts = {kind: [k0] * len(cands) for kind, cands in pruner.candidates.items()}
+    start_ops = {name: 0 for name in pruner.op_names}
+    # the ops every edge started with: the survivors plus everything removed from it
+    for kind, cands in pruner.candidates.items():
+        for edge, ops in enumerate(cands):
+            names = [pruner.op_names[m] for m in ops]
+            names += [h["removed"][kind][edge] for h in pruner.history]
+            for name in names:
+                start_ops[name] += 1
+    holding = {name: [count] for name, count in start_ops.items()}
+    per_kind = {kind: [sum(c) / len(c)] for kind, c in starts.items()}
+    for h in pruner.history:
+        for name in holding:
+            holding[name].append(holding[name][-1])
+        for kind, removed in h["removed"].items():
+            for name in removed:
+                holding[name][-1] -= 1
+            per_kind[kind].append(per_kind[kind][-1] - 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, values in per_kind.items():
+        left.plot(rounds, values, marker="o", label=kind)
+    left.set_xlabel("reduction round")
+    left.set_ylabel("remaining ops per edge")
+    left.set_xticks(rounds)
+    left.legend()
+    for name, values in holding.items():
+        if values[0]:
+            right.plot(rounds, values, marker=".", label=name)
+    right.set_xlabel("reduction round")
+    right.set_ylabel("edges still holding the op")
+    right.set_xticks(rounds)
+    right.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# -- the base strategy --------------------------------------------------------------------------
+class SampledPathStrategy(Strategy):
+    """Sample single paths by the pruner's schedule, train, score, credit, prune (Alg. 9).
+
+    Subclasses implement `build_trainees` (the supernets) and `reward` (the scores → one reward
+    and the epoch's metrics), and may override `indicator_name`/`sampling_name`.
+    """
+
+    Config = SampledPathConfig
+    #: name of the strategy in artifacts
+    label: str = "sampled_path"
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def indicator_name(self) -> Literal["mean", "ucb"]:
+        return "mean"
+
+    def sampling_name(self) -> Literal["permutation", "lcb_softmax"]:
+        return "permutation"
+
+    def build_trainees(self, env: SearchEnv) -> list[PathTrainee]:
+        """The supernets trained along every sampled path (the first one gives the edges)."""
+        raise NotImplementedError
+
+    def reward(self, train: Mapping[str, Mapping[str, float]],
+               scores: Mapping[str, Mapping[str, float]]) -> tuple[float, dict[str, float]]:
+        """``(reward credited to the sampled ops, metrics of the epoch)``."""
+        raise NotImplementedError
+
+    # -- checks ---------------------------------------------------------------------------------
+    def supernet_options(self) -> dict[str, Any]:
+        """Partial channels (PC-DARTS, no edge normalisation); k = 1 asks for nothing."""
+        k = self.config.partial_k
+        return {"partial_k": k} if k != 1 else {}
+
+    def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
+        cfg = self.config
+        problem = dag_problem(space)
+        if problem:
+            return f"it samples one op on every edge of a DARTS cell DAG, and {problem}"
+        if cfg.partial_k != 1 and "partial_k" not in space.supernet_options:
+            return (f"partial_k = {cfg.partial_k} needs a search space with the 'partial_k' "
+                    "supernet option; set partial_k = 1")
+        ops = list(space.op_names)
+        unknown = [o for o in cfg.exclude_ops if o not in ops]
+        if unknown:
+            return f"exclude_ops names unknown op(s) {unknown}; the space's ops are {ops}"
+        available = len([o for o in ops if o not in cfg.exclude_ops])
+        if cfg.K0 > available:
+            return (f"K0 = {cfg.K0} exceeds the {available} candidate ops of the search space "
+                    f"({ops}, less exclude_ops)")
+        if (cfg.K0 or available) < 2:
+            return "there must be at least 2 candidate ops per edge to prune"
+        return None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def setup(self, env: SearchEnv) -> None:
+        super().setup(env)
+        from automl_bin.training import SgdConfig
+
+        cfg = self.config
+        problem = self.check_compatible(env.space, env.binarizer)
+        if problem:
+            raise ValueError(f"{self.label} cannot run: {problem}")
+        self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        self.trainees = self.build_trainees(env)
+        self.pruner = OperationPruner(
+            op_names=env.space.op_names, edges=cell_edges(env.space, self.trainees[0].net),
+            space=env.space.genotype_space, trials=cfg.trials, indicator=self.indicator_name(),
+            sampling=self.sampling_name(), window=cfg.reward_window, exclude=cfg.exclude_ops,
+            k0=cfg.K0 or None)
+        self.rng = random.Random(env.seed)
+        self.estimator = make_supernet_estimator(env, cfg.val_batches)
+        self._artifacts_logged = False
+
+    def make_trainee(self, env: SearchEnv, name: str, binarizer: Binarizer,
+                     weight_decay: float) -> PathTrainee:
+        """A supernet of ``env.space`` with ``binarizer`` and its SGD optimizer."""
+        from automl_bin.training import make_sgd
+
+        net = env.space.build_supernet(env.input_shape, env.num_classes, binarizer,
+                                       self.supernet_options()).to(env.device)
+        opt = make_sgd(net.weight_parameters(), attrs.evolve(self.sgd, weight_decay=weight_decay))
+        return PathTrainee(name=name, net=net, optimizer=opt, binarizer=binarizer)
+
+    def num_epochs(self) -> int:
+        return total_trials(self.pruner.initial_k, self.config.trials)
+
+    def run_epoch(self, epoch: int) -> Mapping[str, float]:
+        from automl_bin.training import cosine_lr
+
+        env = self.env
+        assert env is not None, "setup() must run first"
+        arch = self.pruner.next_architecture(self.rng)
+        genotype = self.pruner.path_genotype(arch)
+        lr = cosine_lr(self.sgd, epoch, self.num_epochs())
+        train = train_path(env, self.trainees, genotype, epoch, steps=self.config.max_steps,
+                           lr=lr, grad_clip=self.config.grad_clip)
+        scores = {t.name: score_path(env, self.estimator, t.net, genotype)
+                  for t in self.trainees}
+        reward, metrics = self.reward(train, scores)
+        trial, position = self.pruner.trials_done, self.pruner.position
+        self.credit(arch, reward)
+        metrics.update({"reward": reward, "remaining_ops": self.pruner.mean_remaining(),
+                        "round": float(self.pruner.round), "trial": float(trial),
+                        "sample": float(position), "lr": lr})
+        return metrics
+
+    def credit(self, arch: Architecture, reward: float) -> dict[str, Any] | None:
+        """Credit ``reward`` to ``arch``'s ops and advance the schedule; after a prune, log the
+        round's metrics at step = round and return the pruner's history entry."""
+        entry = self.pruner.complete(arch, reward)
+        if entry is not None and self.env is not None:
+            self.env.reporter.log_metrics(self.round_metrics(entry), step=entry["round"])
+        return entry
+
+    def round_metrics(self, entry: Mapping[str, Any]) -> dict[str, float]:
+        """Logged at step = round after each prune."""
+        best = [max(e.values()) for rows in entry["indicators"].values() for e in rows]
+        worst = [min(e.values()) for rows in entry["indicators"].values() for e in rows]
+        return {"remaining_ops": self.pruner.mean_remaining(), "pruned_round": entry["round"],
+                "ops_before": entry["K"], "mean_max_indicator": sum(best) / len(best),
+                "mean_removed_indicator": sum(worst) / len(worst)}
+
+    def derive(self) -> Genotype:
+        return self.pruner.genotype(meta={"rounds": self.pruner.round})
+
+    def op_weights(self) -> Mapping[str, Any] | None:
+        return self.pruner.indicator_matrix()
+
+    def final_metrics(self) -> Mapping[str, float]:
+        self.log_artifacts()
+        return {"prune_rounds": float(self.pruner.round),
+                "final_remaining_ops": self.pruner.mean_remaining()}
+
+    def history_document(self) -> dict[str, Any]:
+        p = self.pruner
+        return {"strategy": self.label, "indicator": p.indicator, "sampling": p.sampling,
+                "window": p.window, "trials": p.trials, "K0": p.initial_k,
+                "op_names": list(p.op_names), "excluded": list(p.exclude),
+                "sampled": p.records, "rounds": p.history, "remaining": p.remaining()}
+
+    def log_artifacts(self) -> None:
+        """``pruning_history.json`` and ``remaining_ops.png`` on the search run (once)."""
+        env = self.env
+        if env is None or self._artifacts_logged:
+            return
+        self._artifacts_logged = True
+        env.reporter.log_json("pruning_history.json", self.history_document())
+        png = plot_remaining_ops(self.pruner, Path(env.reporter.work_dir) / "remaining_ops.png",
+                                 title=f"{self.label}: operation-space reduction")
+        env.reporter.log_artifact(png)
+
+    def teardown(self) -> None:
+        # an interrupted or failed search still leaves its history (final_metrics did not run)
+        if self.env is not None and getattr(self, "pruner", None) is not None \
+                and self.pruner.history and not self._artifacts_logged:
+            try:
+                self.log_artifacts()
+            except Exception as exc:  # never mask the error that ended the search
+                self.env.reporter.info(f"could not log the pruning history: {exc}")
+
+    def state_dict(self) -> dict[str, Any]:
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "pruner": self.pruner.state_dict(),
+            "rng": [version, list(internal), gauss],
+            "nets": {t.name: t.net.state_dict() for t in self.trainees},
+            "optimizers": {t.name: t.optimizer.state_dict() for t in self.trainees},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.pruner.load_state_dict(state["pruner"])
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        for t in self.trainees:
+            t.net.load_state_dict(state["nets"][t.name])
+            t.optimizer.load_state_dict(state["optimizers"][t.name])
