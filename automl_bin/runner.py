@@ -173,6 +173,8 @@ def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
                        ("binarizer", recipe.binarizer.name), ("dataset", recipe.data.name)):
         entry = plugins.registry.get(kind, name)
         tags[f"plugin.{kind}"] = f"{entry.distribution} {entry.version}".strip()
+    for key, value in resolved.strategy.tags().items():
+        tags.setdefault(str(key), str(value))
     return tags
 
 

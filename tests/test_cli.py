@@ -209,3 +209,25 @@ def test_runtime_failure_is_one_paragraph_exit_1(tmp_path, tiny_recipe, monkeypa
     assert result.exit_code == 1
     assert "Failed: RuntimeError: boom" in result.output and "Traceback" not in result.output
     assert "AUTOML_BIN_DEBUG" in " ".join(result.output.split())
+
+
+def test_dcp_nas_run_is_tagged_with_ablation_switches(tmp_path, tiny_recipe):
+    """A tiny DCP-NAS run tags T.P./Hessian/D.O. and logs Parent/Child accuracy, KL, distance."""
+    from mlflow.tracking import MlflowClient
+
+    text = tiny_recipe(strategy="dcp_nas", name="dcp")
+    text = text.replace('[search_space]\nname = "darts"', '[search_space]\nname = "darts"\nops = "binary"')
+    text = text.replace("[strategy]", '[binarizer]\nname = "recon"\n\n[strategy]')
+    text = text.replace("epochs = 2\nmax_steps = 2", 'warmup_epochs = 0\nrounds = 1\nparent_epochs = 1\n'
+                        'child_epochs = 1\nmax_steps = 2\neval_batches = 1\nhessian = "ggn"\n'
+                        "decoupled = true")
+    result = _invoke("run", _write(tmp_path, text), "--quiet")
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("MLflow run id: ")[1].split()[0]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    tags = client.get_run(run_id).data.tags
+    assert (tags["tangent"], tags["hessian"], tags["decoupled"]) == ("true", "ggn", "true")
+    exp = client.get_experiment_by_name("dcp")
+    search = client.search_runs([exp.experiment_id], filter_string="tags.phase = 'search'")[0]
+    for metric in ("parent_val_acc", "child_val_acc", "tangent_distance", "kl"):
+        assert client.get_metric_history(search.info.run_id, metric), metric

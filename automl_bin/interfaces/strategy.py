@@ -95,6 +95,13 @@ class Strategy(ABC):
         """Per cell type, the current ``edges × ops`` operation weights (for plots), or None."""
         return None
 
+    def tags(self) -> Mapping[str, str]:
+        """Tags for the tracked runs that describe this configuration (e.g. ablation switches).
+
+        Called before `setup`, from the validated config only.
+        """
+        return {}
+
     def final_metrics(self) -> Mapping[str, float]:
         """Metrics of the finished search logged on the search run (default: none)."""
         return {}

@@ -185,7 +185,7 @@ class RetrainEstimator(Estimator):
                     for name, term in binarizer.aux_losses(net, features=feats.value,
                                                            labels=y).items():
                         loss = loss + term
-                        aux_totals[name] = aux_totals.get(name, 0.0) + float(term)
+                        aux_totals[name] = aux_totals.get(name, 0.0) + float(term.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
