@@ -58,8 +58,8 @@ class AutomlBinGroup(click.Group):
             raise _CliError(str(exc), exc.exit_code, label) from exc
         except KeyboardInterrupt as exc:
             raise _CliError("stopped by the user.", 130, "Interrupted") from exc
-        except click.ClickException:
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own control flow (--help exits through Exit)
         except Exception as exc:
             # a bug or a runtime failure: one paragraph by default, the traceback on request
             if os.environ.get("AUTOML_BIN_DEBUG"):
