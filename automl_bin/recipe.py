@@ -287,11 +287,9 @@ def resolve(recipe: Recipe, registry: Registry) -> ResolvedRecipe:
     space = sp_cls(sp_cfg)
     binarizer = bz_cls(bz_cfg)
     strategy = st_cls(st_cfg)
-    check = getattr(strategy, "check_compatible", None)
-    if callable(check):
-        problem = check(space, binarizer)
-        if problem:
-            raise UsageError(f"Strategy {recipe.strategy.name!r} cannot run this recipe: {problem}")
+    problem = strategy.check_compatible(space, binarizer)
+    if problem:
+        raise UsageError(f"Strategy {recipe.strategy.name!r} cannot run this recipe: {problem}")
     return ResolvedRecipe(
         recipe=recipe,
         dataset=ds_cls(ds_cfg),

@@ -25,6 +25,7 @@ Examples:
   automl-bin plugins
   automl-bin summary RUN_ID
   automl-bin ui
+  automl-bin new-plugin my_walk --kind strategy
 """
 
 
@@ -84,12 +85,14 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from automl_bin.cli.check import check_command
+    from automl_bin.cli.new_plugin import new_plugin_command
     from automl_bin.cli.plugins_cmd import plugins_command
     from automl_bin.cli.run import run_command
     from automl_bin.cli.summary import summary_command
     from automl_bin.cli.ui import ui_command
 
-    for command in (run_command, check_command, plugins_command, summary_command, ui_command):
+    for command in (run_command, check_command, plugins_command, summary_command, ui_command,
+                    new_plugin_command):
         cli.add_command(command)
 
 

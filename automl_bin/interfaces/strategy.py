@@ -63,10 +63,25 @@ class Strategy(ABC):
     Config: ClassVar[type] = EmptyConfig
     #: whether `run_epoch` needs ``env.estimator``
     requires_estimator: ClassVar[bool] = False
+    #: False for strategies whose epoch may leave the architecture state unchanged (e.g. a
+    #: baseline that evaluates one fixed architecture); say why in the next attribute. The
+    #: conformance suite (`automl_bin.testing.check_strategy`) reads both.
+    changes_architecture_each_epoch: ClassVar[bool] = True
+    why_architecture_may_not_change: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
         self.env: SearchEnv | None = None
+
+    def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
+        """Why this configured strategy cannot search ``space`` with ``binarizer``, or None.
+
+        Called when a recipe is resolved (``automl-bin check`` and ``run``), before any data is
+        loaded, so an unsupported combination is reported as one sentence with its fix (e.g.
+        "its Child is a 1-bit network ...; use a 1-bit binarizer such as 'recon'"). `setup`
+        should refuse the same combinations with ValueError.
+        """
+        return None
 
     def setup(self, env: SearchEnv) -> None:
         """Prepare the search (build supernets and optimizers). Subclasses call super()."""
