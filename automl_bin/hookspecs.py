@@ -20,6 +20,12 @@ Registration hooks run once when the plugin manager loads; lifecycle hooks run d
       on_phase_end("retrain", status)
     on_run_end(status)                        always, also after a failure or Ctrl-C
 
+A suite (a recipe with ``[[suite]]``, ``[sweep]`` or ``[experiment] seeds``) wraps its runs::
+
+    on_suite_start
+      (on_run_start ... on_run_end)           x members, each with ``run.suite`` set
+    on_suite_end(status)                      always
+
 Lifecycle hooks are observers: their return values are ignored, and an exception raised in one
 is reported (naming the plugin) without stopping the run.
 """
@@ -34,7 +40,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from automl_bin.interfaces import Estimate, Genotype
-    from automl_bin.run_info import RunInfo
+    from automl_bin.run_info import RunInfo, SuiteInfo
 
 hookspec = pluggy.HookspecMarker("automl_bin")
 
@@ -191,4 +197,31 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
     :param status: ``"FINISHED"``, ``"FAILED"`` (an exception) or ``"KILLED"`` (Ctrl-C, SIGTERM).
     :param summary: run-level metrics (``search_seconds``, ``retrain_seconds``, ``test_acc``,
         ``params``, ``flops``) and, on failure, ``error`` (the message).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Suite lifecycle: around the runs of a suite or sweep. Observers only.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_suite_start(suite: SuiteInfo) -> None:
+    """A suite begins: every member recipe is validated, none has run yet.
+
+    :param suite: the suite (name, recipe text, member names, swept keys, folder). A tracker
+        opens the suite's own run here; member runs see the same object as ``run.suite`` in
+        ``on_run_start`` and nest under it.
+    """
+
+
+@hookspec
+def on_suite_end(suite: SuiteInfo, status: str, summary: Mapping[str, Any]) -> None:
+    """The suite ended; called exactly once per ``on_suite_start``.
+
+    :param suite: the suite; ``suite.artifacts`` lists its comparison files (table, plots).
+    :param status: ``"FINISHED"`` (every member ran, some may have failed), ``"FAILED"`` (all
+        members failed) or ``"KILLED"`` (interrupted).
+    :param summary: ``runs``, ``finished``, ``failed`` (counts) and ``members``: per member
+        run its ``name``, ``status`` and metrics.
     """

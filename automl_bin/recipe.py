@@ -40,6 +40,9 @@ __all__ = [
     "ResolvedRecipe",
     "load_recipe",
     "parse_recipe",
+    "read_recipe_text",
+    "recipe_from_data",
+    "recipe_sections",
     "resolve",
     "flatten",
 ]
@@ -190,7 +193,23 @@ def parse_recipe(text: str, overrides: Sequence[str] = (), source: str = "<strin
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source} is not valid TOML: {exc}. Check the line it names.") from exc
-    raw = apply_overrides(raw, overrides)
+    return recipe_from_data(apply_overrides(raw, overrides), source)
+
+
+def recipe_sections() -> tuple[str, ...]:
+    """The sections a single-run recipe may have."""
+    return _SECTIONS
+
+
+def recipe_from_data(raw: dict[str, Any], source: str = "<string>") -> Recipe:
+    """Validate parsed recipe data (a TOML document as dicts) into a `Recipe`."""
+    experiment = raw.get("experiment")
+    if "suite" in raw or "sweep" in raw or (isinstance(experiment, dict)
+                                            and "seeds" in experiment):
+        raise UsageError(
+            f"{source} is a suite (it has [[suite]], [sweep] or [experiment] seeds) and expands "
+            "into several runs; `automl-bin run` and `check` expand it, commands that take one "
+            "run's recipe do not. Use the recipe.toml of one of its runs instead.")
     for section, value in raw.items():
         if section not in _SECTIONS:
             raise UsageError(
@@ -224,15 +243,19 @@ def parse_recipe(text: str, overrides: Sequence[str] = (), source: str = "<strin
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read and validate the core sections of the recipe at ``path``."""
+    return parse_recipe(read_recipe_text(path), overrides, source=str(path))
+
+
+def read_recipe_text(path: str | Path) -> str:
+    """The text of the recipe file ``path``, or a UsageError saying why it cannot be read."""
     path = Path(path)
     if not path.is_file():
         hint = " Shipped recipes are in the recipes/ folder of the project." if not path.exists() else ""
         raise UsageError(f"Recipe file {str(path)!r} does not exist or is not a file.{hint}")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"Cannot read recipe {str(path)!r}: {exc}.") from exc
-    return parse_recipe(text, overrides, source=str(path))
 
 
 @attrs.frozen(kw_only=True)

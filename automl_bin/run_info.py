@@ -10,7 +10,39 @@ import attrs
 
 from automl_bin.recipe import Recipe
 
-__all__ = ["RunInfo"]
+__all__ = ["RunInfo", "SuiteInfo"]
+
+
+@attrs.define(kw_only=True)
+class SuiteInfo:
+    """One suite (several runs from one recipe file): what ``on_suite_*`` hooks observe."""
+
+    #: the experiment name every member run shares
+    name: str
+    #: the first member's recipe: its [experiment], [data] and [tracking] are every member's
+    recipe: Recipe
+    #: the suite's recipe file as run (with its [[suite]], [sweep] and seeds), as TOML text
+    recipe_text: str
+    #: the suite's own folder (recipe.toml, suite.json, comparison table and plots)
+    run_dir: Path
+    #: the members' run names, in run order (``label [key=value] s<seed>``)
+    members: tuple[str, ...]
+    #: the swept recipe keys
+    sweep_keys: tuple[str, ...] = ()
+    #: tags of the suite's own tracked run
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+    #: files the suite produced at its end (attach them to the suite's run)
+    artifacts: list[Path] = attrs.field(factory=list)
+    announcements: dict[str, Any] = attrs.field(factory=dict)
+    observer_state: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def announce(self, key: str, value: Any) -> None:
+        """Publish a fact the CLI prints at the end of the suite (e.g. its MLflow run id)."""
+        self.announcements[key] = value
+
+    def state_for(self, observer: str) -> dict[str, Any]:
+        """A dict private to ``observer`` that lives as long as the suite."""
+        return self.observer_state.setdefault(observer, {})
 
 
 @attrs.define(kw_only=True)
@@ -32,6 +64,8 @@ class RunInfo:
     resolved: Any = None
     #: per-observer scratch state for this run (e.g. a tracker's run ids); see `state_for`
     observer_state: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: the suite this run belongs to (a tracker nests the run under the suite's run), or None
+    suite: SuiteInfo | None = None
 
     def announce(self, key: str, value: Any) -> None:
         """Publish a fact the CLI prints at the end of the run (e.g. the MLflow run id)."""

@@ -24,12 +24,15 @@ import attrs
 
 import automl_bin
 from automl_bin.checkpoint import save_atomic, write_text_atomic
+from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, UsageError
 from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
-from automl_bin.run_info import RunInfo
+from automl_bin.run_info import RunInfo, SuiteInfo
+from automl_bin.run_plots import (OpWeightSnapshot, snapshot_op_weights, write_curves,
+                                  write_search_plots)
 
 __all__ = ["RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
 
@@ -49,6 +52,8 @@ class RunResult:
     summary: Mapping[str, Any]
     announcements: Mapping[str, Any]
     estimate: Estimate | None = None
+    #: the run's tags (strategy, versions, device, recipe hash, suite label, ...)
+    tags: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class PhaseReporter:
@@ -61,12 +66,15 @@ class PhaseReporter:
         self.progress = progress
         self.work_dir = run.run_dir / phase
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        #: ``(epoch, metrics)`` of every `log_epoch`, for the phase's curve plot
+        self.epochs: list[tuple[int, dict[str, float]]] = []
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         call_observers(self.plugins, "on_metrics", run=self.run, phase=self.phase,
                        metrics=dict(metrics), step=step)
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        self.epochs.append((epoch, dict(metrics)))
         self.progress.info(_epoch_line(self.phase, epoch, metrics))
         call_observers(self.plugins, "on_epoch_end", run=self.run, phase=self.phase, epoch=epoch,
                        metrics=dict(metrics))
@@ -158,6 +166,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _device_name(device: Any) -> str:
+    """``cpu`` or ``cuda (NVIDIA H100 ...)``: the search cost column of ``compare`` names it."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(getattr(device, "type", device))
+
+
 def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
     recipe = resolved.recipe
     tags = {
@@ -169,8 +186,11 @@ def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
         "recipe_sha256": recipe.sha256,
         "recipe_source": recipe.source,
     }
-    for kind, name in (("strategy", recipe.strategy.name), ("search_space", recipe.search_space.name),
-                       ("binarizer", recipe.binarizer.name), ("dataset", recipe.data.name)):
+    components = [("strategy", recipe.strategy.name), ("search_space", recipe.search_space.name),
+                  ("binarizer", recipe.binarizer.name), ("dataset", recipe.data.name)]
+    if recipe.retrain.enabled:
+        components.append(("estimator", recipe.retrain.estimator))
+    for kind, name in components:
         entry = plugins.registry.get(kind, name)
         tags[f"plugin.{kind}"] = f"{entry.distribution} {entry.version}".strip()
     for key, value in resolved.strategy.tags().items():
@@ -178,8 +198,13 @@ def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
     return tags
 
 
-def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None = None) -> RunResult:
-    """Execute a resolved recipe end to end; see the module docstring."""
+def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None = None, *,
+        suite: SuiteInfo | None = None, extra_tags: Mapping[str, str] | None = None) -> RunResult:
+    """Execute a resolved recipe end to end; see the module docstring.
+
+    :param suite: the suite this run is a member of (trackers nest it under the suite's run).
+    :param extra_tags: tags added to the run's (e.g. the member's label and swept values).
+    """
     import torch
 
     from automl_bin.data import make_splits
@@ -201,8 +226,9 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     run_dir = new_run_dir(exp.output_dir, exp.name)
     recipe_text = recipe_to_toml(recipe.raw)
     write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    tags = {**_tags(resolved, plugins), "device": _device_name(device), **(extra_tags or {})}
     info = RunInfo(recipe=recipe, recipe_text=recipe_text, run_dir=run_dir,
-                   params=flatten(recipe.raw), tags=_tags(resolved, plugins), resolved=resolved)
+                   params=flatten(recipe.raw), tags=tags, resolved=resolved, suite=suite)
     progress.info(f"Run folder: {run_dir}")
 
     summary: dict[str, Any] = {}
@@ -233,10 +259,15 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
             t_search = time.perf_counter()
             strategy.setup(env)
             epochs = strategy.num_epochs()
+            weight_history: list[OpWeightSnapshot] = []
             for epoch in range(epochs):
                 t0 = time.perf_counter()
                 metrics = dict(strategy.run_epoch(epoch))
                 metrics["epoch_seconds"] = time.perf_counter() - t0
+                # arch.* counts of the genotype derived now: collapse shows epoch by epoch
+                metrics.update(search_diagnostics(strategy, resolved.search_space))
+                if (snapshot := snapshot_op_weights(strategy, epoch, reporter)) is not None:
+                    weight_history.append(snapshot)
                 save_atomic({"epoch": epoch, "strategy": strategy.state_dict(),
                              "torch_rng": torch.get_rng_state(), "recipe": recipe_text},
                             run_dir / "search_checkpoint.pt")
@@ -245,15 +276,9 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
             summary["search_seconds"] = time.perf_counter() - t_search
             write_text_atomic(run_dir / "genotype.json", genotype.to_json())
             reporter.log_artifact(run_dir / "genotype.json")
-            weights = strategy.op_weights()
-            if weights:
-                from automl_bin.plots import plot_op_weights
-
-                png = plot_op_weights({k: v.tolist() if hasattr(v, "tolist") else v
-                                       for k, v in weights.items()},
-                                      resolved.search_space.op_names,
-                                      reporter.work_dir / "op_weights.png")
-                reporter.log_artifact(png)
+            write_search_plots(reporter, genotype=genotype,
+                               op_names=resolved.search_space.op_names,
+                               history=weight_history, epochs=reporter.epochs)
             search_metrics = {"search_seconds": summary["search_seconds"],
                               **strategy.final_metrics()}
             progress.info(f"Genotype: {genotype}")
@@ -273,6 +298,7 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                                         fit="train_full", score="test", reporter=reporter,
                                         network=attrs.asdict(resolved.network), create=create)
                 estimate = resolved.retrain_estimator.estimate(genotype, est_env)
+                write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
                 if estimate.model is not None:
                     save_atomic(estimate.model.state_dict(), run_dir / "model.pt")
                     reporter.log_artifact(run_dir / "model.pt")
@@ -297,7 +323,8 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     _end(plugins, info, None, status, summary, strategy)
     assert genotype is not None
     return RunResult(run_dir=run_dir, genotype=genotype, summary=summary,
-                     announcements=dict(info.announcements), estimate=estimate)
+                     announcements=dict(info.announcements), estimate=estimate,
+                     tags=dict(info.tags))
 
 
 def _end(plugins: PluginSet, info: RunInfo, phase: str | None, status: str,

@@ -231,3 +231,34 @@ def test_dcp_nas_run_is_tagged_with_ablation_switches(tmp_path, tiny_recipe):
     search = client.search_runs([exp.experiment_id], filter_string="tags.phase = 'search'")[0]
     for metric in ("parent_val_acc", "child_val_acc", "tangent_distance", "kl"):
         assert client.get_metric_history(search.info.run_id, metric), metric
+
+
+def test_ui_prints_the_runs_table_urls(monkeypatch):
+    """`automl-bin ui` points at runs tables (#/experiments/<ID> alone is the GenAI overview)."""
+    import click
+
+    from automl_bin.cli import ui
+
+    base = "http://127.0.0.1:5000"
+    table = "/runs?workflowType=machine_learning"
+    assert ui.runs_url(base + "/", "7") == f"{base}/#/experiments/7{table}"
+    assert "runs?workflowType=machine_learning" in " ".join(_invoke("ui", "--help").output.split())
+    experiments = [("0", "Default", False), ("1", "suite", True), ("2", "other", True)]
+    monkeypatch.setattr(ui, "list_experiments", lambda url: experiments)
+
+    def announce(experiment=None):
+        runner = CliRunner()
+        with runner.isolation() as (out, _, _):
+            ui._announce(base, "sqlite:///x.db", experiment)
+            return out.getvalue().decode()
+
+    several = announce()
+    assert f"MLflow UI: {base}/#/experiments " in several
+    assert f"suite  {base}/#/experiments/1{table}" in several
+    assert f"other  {base}/#/experiments/2{table}" in several and "Default" not in several
+    assert announce("other").startswith(f"MLflow UI: {base}/#/experiments/2{table} ")
+    assert announce("1").startswith(f"MLflow UI: {base}/#/experiments/1{table} ")
+    with pytest.raises(click.UsageError, match="'suite', 'other'"):
+        announce("missing")
+    experiments[2] = ("2", "other", False)  # one experiment with runs: its table is the URL
+    assert announce().startswith(f"MLflow UI: {base}/#/experiments/1{table} ")

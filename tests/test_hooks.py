@@ -31,8 +31,11 @@ REGISTRATION = ("register_search_spaces", "register_binarizers", "register_strat
                 "register_estimators", "register_datasets")
 
 
-def test_hooks_are_exactly_registration_and_lifecycle():
-    assert set(hook_signatures()) == set(LIFECYCLE) | set(REGISTRATION)
+SUITE = ("on_suite_start", "on_suite_end")  # exercised in tests/test_suite.py
+
+
+def test_hooks_are_exactly_registration_lifecycle_and_suite():
+    assert set(hook_signatures()) == set(LIFECYCLE) | set(REGISTRATION) | set(SUITE)
 
 
 # --------------------------------------------------------------------------------------------

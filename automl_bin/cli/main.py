@@ -23,6 +23,7 @@ Examples:
   automl-bin run recipes/quickstart.toml --set strategy.epochs=2 --set experiment.seed=3
   automl-bin check recipes/darts_cifar.toml
   automl-bin plugins
+  automl-bin compare quickstart
   automl-bin summary RUN_ID
   automl-bin ui
   automl-bin new-plugin my_walk --kind strategy
@@ -85,14 +86,15 @@ def cli() -> None:
 
 def _register_commands() -> None:
     from automl_bin.cli.check import check_command
+    from automl_bin.cli.compare_cmd import compare_command
     from automl_bin.cli.new_plugin import new_plugin_command
     from automl_bin.cli.plugins_cmd import plugins_command
     from automl_bin.cli.run import run_command
     from automl_bin.cli.summary import summary_command
     from automl_bin.cli.ui import ui_command
 
-    for command in (run_command, check_command, plugins_command, summary_command, ui_command,
-                    new_plugin_command):
+    for command in (run_command, check_command, compare_command, plugins_command, summary_command,
+                    ui_command, new_plugin_command):
         cli.add_command(command)
 
 

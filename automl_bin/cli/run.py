@@ -1,10 +1,14 @@
-"""``automl-bin run RECIPE``: search, retrain and track one experiment."""
+"""``automl-bin run RECIPE``: search, retrain and track one experiment, or a whole suite."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from automl_bin.cli.common import load_and_resolve, set_option
+from automl_bin.cli.common import load_plugins_warned, set_option
+from automl_bin.cli.store import uri_option_help
+from automl_bin.errors import UsageError
 
 
 @click.command("run", epilog="""\b
@@ -12,27 +16,64 @@ Examples:
   automl-bin run recipes/quickstart.toml
   automl-bin run recipes/quickstart.toml --set strategy.epochs=1 --set retrain.epochs=1
   automl-bin run recipes/darts_cifar.toml --set data.download=true
+  automl-bin run recipes/table43_fmnist.toml --set experiment.seeds=1   # a suite
+  automl-bin run --from-run 0123456789abcdef0123456789abcdef          # re-run a tracked run
 """)
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", type=click.Path(dir_okay=False), required=False)
 @set_option
+@click.option("--from-run", "from_run", default=None, metavar="RUN_ID",
+              help="Re-run exactly the recipe the tracked MLflow run RUN_ID used (a run, one "
+                   "of its search/retrain runs, or a suite); --set still applies.")
+@click.option("--uri", default=None, metavar="URI", help="With --from-run: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")
 @click.option("--plain", is_flag=True, help="Log lines instead of progress bars.")
-def run_command(recipe: str, overrides: tuple[str, ...], quiet: bool, plain: bool) -> None:
+def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
+                uri: str | None, quiet: bool, plain: bool) -> None:
     """Run RECIPE: search, derive the genotype, retrain it and report test accuracy.
 
-    Every run writes a new folder under [experiment] output_dir and is tracked in MLflow
-    (see `automl-bin ui`). Ctrl-C stops it cleanly: the run is marked KILLED and the last
-    checkpoint is kept.
+    A recipe with [[suite]] members, a [sweep] grid or [experiment] seeds runs every
+    combination as its own tracked run under one MLflow suite run, then prints the comparison
+    table (see `automl-bin compare`). Every run writes a new folder under [experiment]
+    output_dir and is tracked in MLflow (see `automl-bin ui`). Ctrl-C stops it cleanly: the run
+    is marked KILLED and the last checkpoint is kept.
     """
     from automl_bin.progress import Progress
+    from automl_bin.suite import load_plan, parse_plan
+    from automl_bin.suite_runner import resolve_plan, run_suite
+
+    if (recipe is None) == (from_run is None):
+        raise UsageError("Give either a RECIPE file or --from-run RUN_ID (not both), e.g. "
+                         "automl-bin run recipes/quickstart.toml.")
+    if from_run is not None:
+        from automl_bin.cli.store import recipe_of_run
+
+        text, source = recipe_of_run(from_run, uri)
+        plan = parse_plan(text, overrides, source=source)
+        click.echo(f"Re-running the {source}", err=True)
+    else:
+        plan = load_plan(recipe, overrides)  # type: ignore[arg-type]
+    plugins = load_plugins_warned()
+    resolved = resolve_plan(plan, plugins)
+    progress = Progress(enabled=not quiet, force_plain=plain)
+    if plan.is_suite:
+        suite = run_suite(plan, resolved, plugins, progress)
+        click.echo(suite.table, nl=False)
+        click.echo(f"Suite folder: {suite.run_dir} (compare.md, compare.csv, plots)")
+        if "mlflow_suite_run_id" in suite.announcements:
+            click.echo(f"MLflow suite run id: {suite.announcements['mlflow_suite_run_id']}")
+            click.echo(f"Compare again with: automl-bin compare {plan.name!r}")
+        if suite.status != "FINISHED":
+            raise UsageError(f"Every run of the suite failed; see {suite.run_dir / 'suite.json'}.")
+        return
     from automl_bin.runner import run
 
-    resolved, plugins = load_and_resolve(recipe, overrides)
-    result = run(resolved, plugins, Progress(enabled=not quiet, force_plain=plain))
+    _print_result(run(resolved[0], plugins, progress))
+
+
+def _print_result(result: Any) -> None:
     click.echo(f"Genotype: {result.genotype}")
     for key in ("test_acc", "params", "model_bits", "param_bits", "flops", "bops", "ops",
-                "deployed_bytes",
-                "training_bytes"):
+                "deployed_bytes", "training_bytes"):
         if key in result.summary:
             value = result.summary[key]
             click.echo(f"{key}: {value:.4f}" if key.endswith("acc") else f"{key}: {int(value)}")

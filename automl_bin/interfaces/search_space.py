@@ -35,6 +35,10 @@ class SearchSpace(ABC):
     NetworkConfig: ClassVar[type] = EmptyConfig
     #: the name genotypes of this space carry in ``Genotype.space``
     genotype_space: ClassVar[str] = ""
+    #: op names without learnable weights (skip connections, pooling, ``none``): a genotype
+    #: dominated by them is the collapse of DARTS-family searches, which the runner reports per
+    #: epoch as ``arch.<cell>.param_free`` (see `automl_bin.diagnostics`)
+    parameter_free_ops: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

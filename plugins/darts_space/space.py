@@ -93,6 +93,11 @@ class DartsSpace(SearchSpace):
     Config = DartsConfig
     NetworkConfig = DartsNetworkConfig
     genotype_space = "darts"
+    #: the same names in both op sets. A binary-style pool adds only a BatchNorm and a stride-2
+    #: skip_connect is a factorized reduce (1x1 convs), yet these are the cheap ops a collapsing
+    #: DARTS search drifts to, so they count; ``none`` never survives the genotype rule but is
+    #: counted should a strategy keep it
+    parameter_free_ops = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
 
     @property
     def op_names(self) -> tuple[str, ...]:

@@ -6,6 +6,11 @@ Layout in MLflow (experiment = the recipe's ``[experiment] name``)::
       search                           child: per-epoch search metrics (step = epoch)
       retrain                          child: per-epoch retrain metrics, test metrics
 
+A suite (``[[suite]]``, ``[sweep]``, ``[experiment] seeds``) adds one level above::
+
+    suite-<suite folder>               suite run: the suite's recipe, comparison table and plots
+      <label> [key=value] s<seed>      one member run each, laid out as above
+
 The store is ``[tracking] uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``
 (spelled out, so ``automl-bin ui`` finds the same file). Everything is a no-op when
 ``[tracking] enabled = false``.
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from automl_bin.interfaces import Estimate, Genotype
-    from automl_bin.run_info import RunInfo
+    from automl_bin.run_info import RunInfo, SuiteInfo
 
 __all__ = ["resolve_tracking_uri", "STATE_KEY"]
 
@@ -251,12 +256,16 @@ def on_run_start(run: RunInfo) -> None:
         experiment_id = _experiment_id(client, run.recipe.experiment.name, uri)
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
         tags["automl_bin.run_dir"] = str(Path(run.run_dir).resolve())
+        tags["automl_bin.role"] = "run"
+        suite_run = run.suite.state_for(STATE_KEY).get("parent") if run.suite else None
+        if suite_run:
+            tags["mlflow.parentRunId"] = suite_run
         strategy = run.tags.get("strategy", run.recipe.strategy.name)
         parent = client.create_run(
             experiment_id,
             start_time=_now_ms(),
             tags=tags,
-            run_name=f"{strategy}-{Path(run.run_dir).name}",
+            run_name=run.tags.get("suite.run_name") or f"{strategy}-{Path(run.run_dir).name}",
         )
         state.update(client=client, experiment_id=experiment_id, parent=parent.info.run_id)
         # announce as soon as the run exists, so the user can find it even if logging fails
@@ -425,3 +434,64 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
         _close(state, status)
     except Exception as exc:
         _fail(run, state, "on_run_end", exc)
+
+
+# --------------------------------------------------------------------------------------------
+# suite hooks
+# --------------------------------------------------------------------------------------------
+
+
+@hookimpl
+def on_suite_start(suite: SuiteInfo) -> None:
+    """Open the suite's run; member runs nest under it (see `on_run_start`)."""
+    if not suite.recipe.tracking.enabled:
+        return
+    state = suite.state_for(STATE_KEY)
+    uri = resolve_tracking_uri(suite.recipe.tracking.uri)
+    state["uri"] = uri
+    try:
+        problem = _probe(uri)
+        if problem is not None:
+            raise ConnectionError(problem)
+        client = _make_client(uri)
+        experiment_id = _experiment_id(client, suite.name, uri)
+        tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in suite.tags.items()}
+        tags.update({"automl_bin.role": "suite",
+                     "automl_bin.run_dir": str(Path(suite.run_dir).resolve())})
+        parent = client.create_run(experiment_id, start_time=_now_ms(), tags=tags,
+                                   run_name=f"suite-{Path(suite.run_dir).name}")
+        state.update(client=client, parent=parent.info.run_id)
+        suite.announce("mlflow_suite_run_id", parent.info.run_id)
+        suite.announce("mlflow_experiment_id", experiment_id)
+        suite.announce("mlflow_tracking_uri", uri)
+        from mlflow.entities import Param
+
+        params = [Param("suite.runs", str(len(suite.members))),
+                  Param("suite.sweep_keys", ",".join(suite.sweep_keys) or "-")]
+        client.log_batch(parent.info.run_id, params=params)
+        recipe_file = Path(suite.run_dir) / "recipe.toml"
+        if recipe_file.exists():
+            client.log_artifact(parent.info.run_id, str(recipe_file))
+    except Exception as exc:
+        state["parent"] = None
+        warnings.warn(f"MLflow tracking of suite {suite.name!r} failed (store {uri}): "
+                      f"{_truncate(f'{type(exc).__name__}: {exc}', 600)}. Its member runs are "
+                      "tracked on their own.", RuntimeWarning, stacklevel=2)
+
+
+@hookimpl
+def on_suite_end(suite: SuiteInfo, status: str, summary: Mapping[str, Any]) -> None:
+    """Attach the comparison files and counts to the suite's run and close it."""
+    state = suite.state_for(STATE_KEY)
+    if not state.get("parent"):
+        return
+    client, run_id = state["client"], state["parent"]
+    try:
+        counts = _numeric({k: summary[k] for k in ("runs", "finished", "failed") if k in summary})
+        if counts:
+            _log_metrics(client, run_id, counts, step=0)
+        for path in suite.artifacts:
+            if Path(path).is_file():
+                client.log_artifact(run_id, str(path))
+    finally:
+        client.set_terminated(run_id, status=status, end_time=_now_ms())

@@ -1,0 +1,277 @@
+"""Suites and sweeps: one recipe file that expands into several comparable runs.
+
+A recipe becomes a *suite* when it has any of
+
+- ``[[suite]]`` members: each member may replace or update the ``strategy``, ``binarizer``,
+  ``search_space`` and ``retrain`` sections of the base recipe (a member section naming another
+  plugin starts from that plugin's defaults; without a ``name``, or with the base's name, its
+  keys update the base section), and carries a ``label`` for the comparison table;
+- a ``[sweep]`` grid: dotted recipe keys mapped to lists of values
+  (``"strategy.beta_p" = [0.0, 0.5]``); every combination runs, for every member;
+- ``[experiment] seeds``: a count (seeds ``seed, seed+1, ...``) or a list of seeds; every member
+  and grid point runs once per seed.
+
+``[data]``, ``[experiment]`` and ``[tracking]`` are shared by every run: the same data set,
+split rule and budget for all, which is what makes the comparison fair. Expansion is pure data
+(no torch): `expand_recipe` returns one plain recipe per run, each a normal recipe that
+`automl_bin.recipe.recipe_from_data` validates, that is written to its run folder and that
+``automl-bin run --from-run`` can re-run alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from automl_bin.errors import UsageError, suggest
+from automl_bin.recipe import (
+    Recipe,
+    apply_overrides,
+    read_recipe_text,
+    recipe_from_data,
+    recipe_sections,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Member", "SuitePlan", "expand_recipe", "load_plan", "parse_plan"]
+
+#: sections a suite member may change; the others are shared so that runs stay comparable
+MEMBER_SECTIONS = ("strategy", "binarizer", "search_space", "retrain")
+_MEMBER_KEYS = ("label", *MEMBER_SECTIONS)
+#: the most runs one file may expand to (a typo in a grid should not start 10,000 runs)
+MAX_RUNS = 500
+
+
+@attrs.frozen(kw_only=True)
+class Member:
+    """One run of a suite: its label, seed, swept values and its complete plain recipe."""
+
+    label: str
+    seed: int
+    #: swept recipe key -> value of this run (empty without a sweep)
+    sweep: Mapping[str, Any] = attrs.field(factory=dict)
+    recipe: Recipe
+
+    @property
+    def name(self) -> str:
+        """``label[ key=value ...] s<seed>``, the run's name in MLflow and on the terminal."""
+        swept = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.sweep.items())
+        return " ".join(p for p in (self.label, swept, f"s{self.seed}") if p)
+
+
+@attrs.frozen(kw_only=True)
+class SuitePlan:
+    """What one recipe file asks for: a single run, or a suite of members."""
+
+    #: the file's data after --set overrides (suite, sweep and seeds included)
+    raw: dict[str, Any] = attrs.field(repr=False)
+    source: str
+    members: tuple[Member, ...]
+    #: the swept keys, in grid order
+    sweep_keys: tuple[str, ...] = ()
+    #: True when the file has [[suite]], [sweep] or experiment.seeds (even with one run)
+    is_suite: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.members[0].recipe.experiment.name
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _flatten_grid(table: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """``{"strategy": {"beta_p": [..]}}`` and ``{"strategy.beta_p": [..]}`` both become
+    ``{"strategy.beta_p": [..]}``."""
+    out: dict[str, list[Any]] = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten_grid(value, path + "."))
+            continue
+        if not isinstance(value, list) or not value:
+            raise UsageError(
+                f"[sweep] key '{path}' must be a non-empty list of values to try, e.g. "
+                f"\"{path}\" = [0.1, 1.0]; got {value!r}.")
+        out[path] = value
+    return out
+
+
+def _check_sweep_key(key: str) -> None:
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
+        raise UsageError(f"[sweep] key '{key}' must name a section and a key, e.g. "
+                         "\"strategy.beta_p\".")
+    if parts[0] not in recipe_sections():
+        raise UsageError(f"[sweep] key '{key}' names the unknown section [{parts[0]}]."
+                         f"{suggest(parts[0], recipe_sections())} Valid sections: "
+                         f"{', '.join(recipe_sections())}.")
+    if parts[0] in ("tracking",) or key in ("experiment.name", "experiment.output_dir",
+                                            "experiment.seeds"):
+        raise UsageError(f"[sweep] cannot vary '{key}': every run of a suite shares it. Sweep "
+                         "seeds with [experiment] seeds = N instead.")
+
+
+def _seeds(experiment: Mapping[str, Any]) -> list[int] | None:
+    if "seeds" not in experiment:
+        return None
+    value = experiment["seeds"]
+    base = experiment.get("seed", 2)
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        raise UsageError(f"[experiment] seeds must be a count (e.g. 3: seeds {base}, "
+                         f"{base + 1}, {base + 2}) or a list of seeds, got {value!r}.")
+    if isinstance(value, int):
+        if value < 1:
+            raise UsageError(f"[experiment] seeds must be at least 1, got {value}.")
+        if not isinstance(base, int) or isinstance(base, bool):
+            raise UsageError(f"[experiment] seed must be an integer, got {base!r}.")
+        return [base + i for i in range(value)]
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise UsageError(f"[experiment] seeds must be a non-empty list of integers, got {value!r}.")
+    if len(set(value)) != len(value):
+        raise UsageError(f"[experiment] seeds lists a seed twice: {value!r}.")
+    return list(value)
+
+
+def _member_tables(raw: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    if "suite" not in raw:
+        return None
+    members = raw["suite"]
+    if isinstance(members, dict):
+        members = [members]
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict)
+                                                               for m in members):
+        raise UsageError("[[suite]] must be one or more tables, each a member of the suite: "
+                         "[[suite]] label = \"darts\" followed by [suite.strategy] name = "
+                         "\"darts\" ... (see docs/comparing.md).")
+    for i, member in enumerate(members, start=1):
+        for key in member:
+            if key not in _MEMBER_KEYS:
+                shared = key in recipe_sections()
+                why = (f" [{key}] is shared by every member so that runs are comparable; set "
+                       "it in the base recipe." if shared else suggest(key, _MEMBER_KEYS))
+                raise UsageError(f"Suite member {i} has the unknown key '{key}'.{why} A member "
+                                 f"may set: {', '.join(_MEMBER_KEYS)}.")
+            if key in MEMBER_SECTIONS and not isinstance(member[key], dict):
+                raise UsageError(f"Suite member {i}: '{key}' must be a table "
+                                 f"([suite.{key}]), not {member[key]!r}.")
+        if "label" in member and (not isinstance(member["label"], str)
+                                  or not member["label"].strip()):
+            raise UsageError(f"Suite member {i}: 'label' must be a non-empty string.")
+    return members
+
+
+def _merge_member(base: Mapping[str, Any], member: Mapping[str, Any]) -> dict[str, Any]:
+    raw = copy.deepcopy(dict(base))
+    for section in MEMBER_SECTIONS:
+        if section not in member:
+            continue
+        table = dict(member[section])
+        current = dict(raw.get(section, {}))
+        other_plugin = "name" in table and table["name"] != current.get("name")
+        if section == "retrain":
+            other_plugin = "estimator" in table and table["estimator"] != current.get(
+                "estimator", "retrain")
+        raw[section] = table if other_plugin else {**current, **table}
+    return raw
+
+
+def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f"[sweep] key '{key}': '{part}' is a value, not a table.")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
+                  source: str = "<string>") -> SuitePlan:
+    """Expand recipe data (``--set`` ``overrides`` already applied or given here) into runs.
+
+    Every run's recipe is validated with `recipe_from_data`; an error names the member.
+    """
+    raw = apply_overrides(dict(raw), overrides)
+    members = _member_tables(raw)
+    grid = _flatten_grid(raw.get("sweep", {})) if "sweep" in raw else {}
+    if "sweep" in raw and not isinstance(raw["sweep"], dict):
+        raise UsageError("[sweep] must be a table of \"section.key\" = [values].")
+    for key in grid:
+        _check_sweep_key(key)
+    experiment = raw.get("experiment", {})
+    seeds = _seeds(experiment) if isinstance(experiment, dict) else None
+    is_suite = members is not None or bool(grid) or seeds is not None
+
+    base = {k: v for k, v in raw.items() if k not in ("suite", "sweep")}
+    if isinstance(base.get("experiment"), dict):
+        base["experiment"] = {k: v for k, v in base["experiment"].items() if k != "seeds"}
+    member_tables = members if members is not None else [{}]
+    labels = []
+    for table in member_tables:
+        merged_strategy = _merge_member(base, table).get("strategy", {})
+        labels.append(table.get("label") or str(merged_strategy.get("name", "run")))
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise UsageError(f"Suite members share the label(s) {duplicates}; give each member its "
+                         "own label = \"...\" (it names the row in automl-bin compare).")
+    points = list(itertools.product(*grid.values())) if grid else [()]
+    seed_list = seeds or [None]
+    total = len(member_tables) * len(points) * len(seed_list)
+    if total > MAX_RUNS:
+        raise UsageError(f"This recipe expands to {total} runs ({len(member_tables)} member(s) x "
+                         f"{len(points)} grid point(s) x {len(seed_list)} seed(s)), more than "
+                         f"{MAX_RUNS}; shrink the [sweep] grid or the seeds.")
+
+    out: list[Member] = []
+    for table, label in zip(member_tables, labels):
+        member_raw = _merge_member(base, table)
+        # --set applies to every member, also to sections a member replaced
+        member_raw = apply_overrides(member_raw, [o for o in overrides
+                                                  if o.split(".", 1)[0] in MEMBER_SECTIONS])
+        for point in points:
+            for seed in seed_list:
+                run_raw = copy.deepcopy(member_raw)
+                swept = dict(zip(grid, point))
+                for key, value in swept.items():
+                    _set_key(run_raw, key, value)
+                if seed is not None:
+                    run_raw.setdefault("experiment", {})["seed"] = seed
+                where = f"{source} (suite member {label!r})" if is_suite else source
+                try:
+                    recipe = recipe_from_data(run_raw, where)
+                except UsageError as exc:
+                    if not is_suite:
+                        raise
+                    raise UsageError(f"Suite member {label!r}: {exc}") from exc
+                out.append(Member(label=label, seed=recipe.experiment.seed, sweep=swept,
+                                  recipe=recipe))
+    return SuitePlan(raw=raw, source=source, members=tuple(out), sweep_keys=tuple(grid),
+                     is_suite=is_suite)
+
+
+def parse_plan(text: str, overrides: Sequence[str] = (), source: str = "<string>") -> SuitePlan:
+    """Parse recipe TOML ``text`` into a `SuitePlan` (one member for a plain recipe)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source} is not valid TOML: {exc}. Check the line it names.") from exc
+    return expand_recipe(raw, overrides, source)
+
+
+def load_plan(path: str | Path, overrides: Sequence[str] = ()) -> SuitePlan:
+    """Read the recipe at ``path`` and expand it (see `parse_plan`)."""
+    return parse_plan(read_recipe_text(path), overrides, source=str(path))
