@@ -66,6 +66,9 @@ class RunInfo:
     observer_state: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     #: the suite this run belongs to (a tracker nests the run under the suite's run), or None
     suite: SuiteInfo | None = None
+    #: set when the run continues an interrupted one: the announcements of that run (e.g.
+    #: ``mlflow_run_id``), so a tracker reopens the same run instead of creating a new one
+    resume: Mapping[str, Any] | None = None
 
     def announce(self, key: str, value: Any) -> None:
         """Publish a fact the CLI prints at the end of the run (e.g. the MLflow run id)."""

@@ -30,6 +30,7 @@ from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
+from automl_bin.resume import CHECKPOINT, CHECKPOINT_FORMAT, ResumePoint, capture_rng, restore_rng
 from automl_bin.run_info import RunInfo, SuiteInfo
 from automl_bin.run_plots import (OpWeightSnapshot, snapshot_op_weights, write_curves,
                                   write_search_plots)
@@ -166,6 +167,23 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: the last search epoch whose metrics reached the observers (the checkpoint is written first)
+LOGGED_EPOCH = "search_logged_epoch"
+
+
+def _logged_epoch(run_dir: Path) -> int:
+    try:
+        return int((run_dir / LOGGED_EPOCH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return -1
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-plain entries of ``values`` (what a weights_only checkpoint may hold)."""
+    return {str(k): v for k, v in values.items()
+            if isinstance(v, (str, int, float, bool)) or v is None}
+
+
 def _device_name(device: Any) -> str:
     """``cpu`` or ``cuda (NVIDIA H100 ...)``: the search cost column of ``compare`` names it."""
     if getattr(device, "type", "cpu") == "cuda":
@@ -199,11 +217,14 @@ def _tags(resolved: ResolvedRecipe, plugins: PluginSet) -> dict[str, str]:
 
 
 def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None = None, *,
-        suite: SuiteInfo | None = None, extra_tags: Mapping[str, str] | None = None) -> RunResult:
+        suite: SuiteInfo | None = None, extra_tags: Mapping[str, str] | None = None,
+        resume: ResumePoint | None = None) -> RunResult:
     """Execute a resolved recipe end to end; see the module docstring.
 
     :param suite: the suite this run is a member of (trackers nest it under the suite's run).
     :param extra_tags: tags added to the run's (e.g. the member's label and swept values).
+    :param resume: continue an interrupted run (same folder, same tracked run) after the last
+        epoch of its search checkpoint; ``resolved`` must come from its recipe.toml.
     """
     import torch
 
@@ -223,12 +244,16 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                          eval_batch_size=recipe.data.eval_batch_size,
                          train_portion=recipe.data.train_portion, subset=recipe.data.subset,
                          seed=exp.seed, device=device)
-    run_dir = new_run_dir(exp.output_dir, exp.name)
     recipe_text = recipe_to_toml(recipe.raw)
-    write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    if resume is None:
+        run_dir = new_run_dir(exp.output_dir, exp.name)
+        write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    else:
+        run_dir = resume.run_dir
     tags = {**_tags(resolved, plugins), "device": _device_name(device), **(extra_tags or {})}
     info = RunInfo(recipe=recipe, recipe_text=recipe_text, run_dir=run_dir,
-                   params=flatten(recipe.raw), tags=tags, resolved=resolved, suite=suite)
+                   params=flatten(recipe.raw), tags=tags, resolved=resolved, suite=suite,
+                   resume=dict(resume.announcements) if resume is not None else None)
     progress.info(f"Run folder: {run_dir}")
 
     summary: dict[str, Any] = {}
@@ -260,7 +285,21 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
             strategy.setup(env)
             epochs = strategy.num_epochs()
             weight_history: list[OpWeightSnapshot] = []
-            for epoch in range(epochs):
+            first_epoch, seconds_before = 0, 0.0
+            if resume is not None:
+                ckpt = resume.checkpoint
+                strategy.load_state_dict(ckpt["strategy"])
+                restore_rng(ckpt["rng"])
+                reporter.epochs.extend((int(e), dict(m)) for e, m in ckpt["epochs"])
+                weight_history.extend(OpWeightSnapshot(int(e), w) for e, w in ckpt["op_weights"])
+                first_epoch, seconds_before = resume.next_epoch, float(ckpt["search_seconds"])
+                progress.info(f"Resuming the search at epoch {first_epoch + 1} of {epochs}")
+                if _logged_epoch(run_dir) < resume.checkpoint["epoch"]:
+                    # stopped between the checkpoint and the logging of its epoch: log it now
+                    last, last_metrics = reporter.epochs.pop()
+                    reporter.log_epoch(last, last_metrics)
+                    write_text_atomic(run_dir / LOGGED_EPOCH, str(last))
+            for epoch in range(first_epoch, epochs):
                 t0 = time.perf_counter()
                 metrics = dict(strategy.run_epoch(epoch))
                 metrics["epoch_seconds"] = time.perf_counter() - t0
@@ -268,12 +307,18 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                 metrics.update(search_diagnostics(strategy, resolved.search_space))
                 if (snapshot := snapshot_op_weights(strategy, epoch, reporter)) is not None:
                     weight_history.append(snapshot)
-                save_atomic({"epoch": epoch, "strategy": strategy.state_dict(),
-                             "torch_rng": torch.get_rng_state(), "recipe": recipe_text},
-                            run_dir / "search_checkpoint.pt")
+                save_atomic({"format": CHECKPOINT_FORMAT, "epoch": epoch,
+                             "strategy": strategy.state_dict(), "rng": capture_rng(),
+                             "recipe": recipe_text,
+                             "search_seconds": seconds_before + time.perf_counter() - t_search,
+                             "epochs": [[e, m] for e, m in [*reporter.epochs, (epoch, metrics)]],
+                             "op_weights": [[w.epoch, dict(w.weights)] for w in weight_history],
+                             "announcements": _plain(info.announcements)},
+                            run_dir / CHECKPOINT)
                 reporter.log_epoch(epoch, metrics)
+                write_text_atomic(run_dir / LOGGED_EPOCH, str(epoch))
             genotype = strategy.derive()
-            summary["search_seconds"] = time.perf_counter() - t_search
+            summary["search_seconds"] = seconds_before + time.perf_counter() - t_search
             write_text_atomic(run_dir / "genotype.json", genotype.to_json())
             reporter.log_artifact(run_dir / "genotype.json")
             write_search_plots(reporter, genotype=genotype,
@@ -313,7 +358,8 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
         summary["error"] = "interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept"
         _end(plugins, info, phase, status, summary, strategy)
         raise RunInterrupted(
-            f"Run interrupted; it is marked KILLED and its last checkpoint is kept in {run_dir}."
+            f"Run interrupted; it is marked KILLED and its last checkpoint is kept in {run_dir}. "
+            f"Continue it with: automl-bin run --resume {run_dir}"
         ) from exc
     except BaseException as exc:
         status = "FAILED"

@@ -18,17 +18,23 @@ Examples:
   automl-bin run recipes/darts_cifar.toml --set data.download=true
   automl-bin run recipes/table43_fmnist.toml --set experiment.seeds=1   # a suite
   automl-bin run --from-run 0123456789abcdef0123456789abcdef          # re-run a tracked run
+  automl-bin run --resume runs/quickstart/20261123-101500-1a2b3c      # continue after Ctrl-C
 """)
 @click.argument("recipe", type=click.Path(dir_okay=False), required=False)
 @set_option
 @click.option("--from-run", "from_run", default=None, metavar="RUN_ID",
               help="Re-run exactly the recipe the tracked MLflow run RUN_ID used (a run, one "
                    "of its search/retrain runs, or a suite); --set still applies.")
-@click.option("--uri", default=None, metavar="URI", help="With --from-run: " + uri_option_help)
+@click.option("--resume", "resume", default=None, metavar="RUN",
+              help="Continue an interrupted run (a run folder, its search_checkpoint.pt or its "
+                   "MLflow run id) after its last finished search epoch, in the same folder "
+                   "and MLflow run.")
+@click.option("--uri", default=None, metavar="URI",
+              help="With --from-run or --resume: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")
 @click.option("--plain", is_flag=True, help="Log lines instead of progress bars.")
 def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
-                uri: str | None, quiet: bool, plain: bool) -> None:
+                resume: str | None, uri: str | None, quiet: bool, plain: bool) -> None:
     """Run RECIPE: search, derive the genotype, retrain it and report test accuracy.
 
     A recipe with [[suite]] members, a [sweep] grid or [experiment] seeds runs every
@@ -41,9 +47,12 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
     from automl_bin.suite import load_plan, parse_plan
     from automl_bin.suite_runner import resolve_plan, run_suite
 
-    if (recipe is None) == (from_run is None):
-        raise UsageError("Give either a RECIPE file or --from-run RUN_ID (not both), e.g. "
+    if sum(x is not None for x in (recipe, from_run, resume)) != 1:
+        raise UsageError("Give one of a RECIPE file, --from-run RUN_ID or --resume RUN, e.g. "
                          "automl-bin run recipes/quickstart.toml.")
+    if resume is not None:
+        _resume(resume, overrides, uri, Progress(enabled=not quiet, force_plain=plain))
+        return
     if from_run is not None:
         from automl_bin.cli.store import recipe_of_run
 
@@ -87,3 +96,29 @@ def _print_result(result: Any) -> None:
     if "mlflow_run_id" in result.announcements:
         click.echo(f"MLflow run id: {result.announcements['mlflow_run_id']}")
         click.echo(f"MLflow tracking URI: {result.announcements.get('mlflow_tracking_uri', '')}")
+
+
+def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: Any) -> None:
+    from pathlib import Path
+
+    from automl_bin.recipe import parse_recipe, resolve
+    from automl_bin.resume import find_resume_point
+    from automl_bin.runner import run
+
+    if overrides:
+        raise UsageError("--resume continues a run with exactly the recipe it started with; "
+                         "drop --set (or start a new run with --from-run RUN_ID --set ...).")
+    path = Path(target)
+    if not path.exists() and "/" not in target and not target.endswith(".pt"):
+        from automl_bin.cli.store import RUN_DIR_TAG, open_client, parent_run
+
+        client, uri = open_client(uri)
+        folder = parent_run(client, target, uri).data.tags.get(RUN_DIR_TAG)
+        if not folder:
+            raise UsageError(f"MLflow run {target!r} has no {RUN_DIR_TAG} tag: it is not a run of "
+                             "`automl-bin run` (a suite run cannot be resumed; resume a member).")
+        path = Path(folder)
+    point = find_resume_point(path)
+    recipe = parse_recipe(point.recipe_text, (), source=str(point.run_dir / "recipe.toml"))
+    plugins = load_plugins_warned()
+    _print_result(run(resolve(recipe, plugins.registry), plugins, progress, resume=point))

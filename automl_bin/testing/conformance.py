@@ -23,7 +23,8 @@ Strategy rules (`check_strategy`):
    ``why_architecture_may_not_change`` string.
 4. ``derive()`` returns a `Genotype` the space validates, with a lossless JSON round trip.
 5. ``op_weights()`` is None or one ``(edges, len(space.op_names))`` array per cell type.
-6. ``state_dict()`` survives ``torch.save``/``torch.load``; a fresh instance after ``setup`` and
+6. ``state_dict()`` survives ``torch.save``/``torch.load(weights_only=True)`` (checkpoints are
+   loaded that way, so only tensors and plain data); a fresh instance after ``setup`` and
    ``load_state_dict`` derives the same genotype and can run the next epoch.
 7. ``final_metrics()`` are finite floats; ``teardown()`` works.
 8. Unsupported combinations fail clearly: with ``requires_estimator = True``, ``setup`` (or the
@@ -354,10 +355,12 @@ def check_strategy(cls: type, config: Any = None, *, space: Any = None, binarize
         try:
             torch.save(dict(state), buffer)
             buffer.seek(0)
-            loaded = torch.load(buffer, weights_only=False)
+            loaded = torch.load(buffer, weights_only=True)
         except Exception as exc:
-            raise chk.fail(f"state_dict() cannot be saved in a checkpoint with torch.save: "
-                           f"{type(exc).__name__}: {exc}; return tensors and plain data") from exc
+            raise chk.fail(f"state_dict() does not round-trip through torch.save and "
+                           f"torch.load(weights_only=True), as checkpoints do: "
+                           f"{type(exc).__name__}: {exc}; return tensors and plain data "
+                           "(dicts, lists, tuples, str, int, float, bool, None)") from exc
         resumed = cls(cfg)
         try:
             torch.manual_seed(1)  # a different init: everything must come from the state

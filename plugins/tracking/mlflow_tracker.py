@@ -254,6 +254,8 @@ def on_run_start(run: RunInfo) -> None:
             raise ConnectionError(problem)
         client = _make_client(uri)
         experiment_id = _experiment_id(client, run.recipe.experiment.name, uri)
+        if _reopen(run, state, client, experiment_id, uri):
+            return
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
         tags["automl_bin.run_dir"] = str(Path(run.run_dir).resolve())
         tags["automl_bin.role"] = "run"
@@ -290,11 +292,45 @@ def on_run_start(run: RunInfo) -> None:
         _fail(run, state, "on_run_start", exc)
 
 
+def _reopen(run: RunInfo, state: dict[str, Any], client: MlflowClient, experiment_id: str,
+            uri: str) -> bool:
+    """Continue the tracked run of an interrupted run (``run.resume``): mark it and its phase
+    runs RUNNING again. False when there is none to continue (then a new run is created)."""
+    run_id = (run.resume or {}).get("mlflow_run_id")
+    if not run_id or (run.resume or {}).get("mlflow_tracking_uri", uri) != uri:
+        return False
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    children = client.search_runs([experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+    state.update(client=client, experiment_id=experiment_id, parent=run_id,
+                 children={c.data.tags.get("phase", c.info.run_name): c.info.run_id
+                           for c in children if "phase" in c.data.tags})
+    client.update_run(run_id, status="RUNNING")
+    client.set_tag(run_id, "automl_bin.resumed", "true")
+    run.announce("mlflow_run_id", run_id)
+    run.announce("mlflow_experiment_id", experiment_id)
+    run.announce("mlflow_tracking_uri", uri)
+    return True
+
+
 @hookimpl
 def on_phase_start(run: RunInfo, phase: str) -> None:
-    """Open a nested child run named ``phase``."""
+    """Open a nested child run named ``phase`` (reopen it when resuming)."""
     state = _state(run)
     if state is None:
+        return
+    existing = state["children"].get(phase)
+    if existing is not None:
+        try:
+            state["client"].update_run(existing, status="RUNNING")
+            state["open"].add(existing)
+        except Exception as exc:
+            _fail(run, state, "on_phase_start", exc)
         return
     try:
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}

@@ -1,0 +1,146 @@
+"""Checkpoint and resume: a search stopped by SIGTERM continues in the same folder and MLflow
+run and ends with the genotype and metrics of an uninterrupted run; seeded runs repeat."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from automl_bin import hookimpl
+from automl_bin.cli.main import cli
+from automl_bin.errors import UsageError
+from automl_bin.progress import Progress
+from automl_bin.recipe import parse_recipe, resolve
+from automl_bin.resume import find_resume_point, load_checkpoint
+from automl_bin.runner import RunInterrupted, run
+from automl_bin.testing import make_plugins, tiny_recipe_text
+
+EPOCHS = 3
+
+
+def _recipe(tmp_path, name="resume"):
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    text = tiny_recipe_text("darts", name=name, retrain=False,
+                            strategy_params={"epochs": EPOCHS, "max_steps": 2})
+    return parse_recipe(text, [f"tracking.uri={json.dumps(uri)}",
+                               f"experiment.output_dir={json.dumps(str(tmp_path / 'runs'))}"]), uri
+
+
+def _sigterm_after_first_epoch():
+    module = types.ModuleType("sigterm_after_first_epoch")
+
+    @hookimpl
+    def on_epoch_end(run, phase, epoch):
+        if phase == "search" and epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` or a scheduler does
+
+    module.on_epoch_end = on_epoch_end
+    return module
+
+
+def _history(client, run_id, key):
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key),
+                                              key=lambda m: m.step)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    plugins = make_plugins()
+    recipe, uri = _recipe(tmp)
+    straight = run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+
+    killer = make_plugins(("killer", _sigterm_after_first_epoch()))
+    with pytest.raises(RunInterrupted) as info:
+        run(resolve(recipe, killer.registry), killer, Progress(enabled=False))
+    folder = max((tmp / "runs" / "resume").iterdir())
+    assert "automl-bin run --resume" in str(info.value)
+    killed_status = json.loads((folder / "summary.json").read_text())["status"]
+
+    point = find_resume_point(folder)
+    resumed_recipe = parse_recipe(point.recipe_text)
+    resumed = run(resolve(resumed_recipe, plugins.registry), plugins, Progress(enabled=False),
+                  resume=point)
+    return straight, resumed, folder, killed_status, point, uri
+
+
+def test_killed_run_is_marked_and_checkpointed(runs):
+    _, _, folder, killed_status, point, _ = runs
+    assert killed_status == "KILLED"
+    assert point.next_epoch == 1 and point.checkpoint["epoch"] == 0
+    assert point.announcements["mlflow_run_id"]
+
+
+def test_resumed_search_matches_the_uninterrupted_one(runs):
+    from mlflow.tracking import MlflowClient
+
+    straight, resumed, folder, _, point, uri = runs
+    assert resumed.run_dir == folder  # the same folder, nothing new
+    assert resumed.genotype == straight.genotype
+    client = MlflowClient(uri)
+    # the same MLflow run continues, FINISHED, and no epoch is missing or doubled
+    assert resumed.announcements["mlflow_run_id"] == point.announcements["mlflow_run_id"]
+    parent = client.get_run(resumed.announcements["mlflow_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["automl_bin.resumed"] == "true"
+    search = lambda result: client.search_runs(  # noqa: E731
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{result.announcements['mlflow_run_id']}' "
+                      "and tags.phase = 'search'")
+    (resumed_search,) = search(resumed)
+    (straight_search,) = search(straight)
+    assert resumed_search.info.status == "FINISHED"
+    for key in ("train_loss", "val_acc", "alpha_entropy"):
+        got = _history(client, resumed_search.info.run_id, key)
+        want = _history(client, straight_search.info.run_id, key)
+        assert [s for s, _ in got] == list(range(EPOCHS)), key
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], abs=1e-6), key
+    assert (folder / "search" / "search_curves.png").is_file()
+
+
+def test_seeded_cpu_runs_repeat(tmp_path, runs):
+    straight = runs[0]
+    plugins = make_plugins()
+    recipe, _ = _recipe(tmp_path, name="again")
+    again = run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+    assert again.genotype == straight.genotype
+    assert again.summary.get("search_seconds") is not None
+
+
+def test_resume_errors_are_clear(tmp_path, runs):
+    straight, resumed, folder, *_ = runs
+    with pytest.raises(UsageError, match="already FINISHED"):
+        find_resume_point(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="has no search_checkpoint.pt"):
+        find_resume_point(empty)
+    bad = tmp_path / "search_checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UsageError, match="truncated, corrupt"):
+        load_checkpoint(bad)
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    """torch.load(weights_only=True): a pickled object that would run code is not loaded."""
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "search_checkpoint.pt"
+    torch.save({"epoch": 0, "strategy": Evil()}, path)
+    with pytest.raises(UsageError, match="never code"):
+        load_checkpoint(path)
+
+
+def test_cli_resume_needs_one_target_and_no_set(tmp_path):
+    out = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path), "--set", "strategy.epochs=1"])
+    assert out.exit_code == 2 and "drop --set" in out.output
+    out = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "missing")])
+    assert out.exit_code == 2 and "does not exist" in out.output
