@@ -92,6 +92,18 @@ def _short(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
+def _check_sections(raw: Mapping[str, Any], source: str) -> None:
+    """Every top-level entry is a known section and a table (``[[suite]]``: tables)."""
+    known = (*recipe_sections(), "suite", "sweep")
+    for section, value in raw.items():
+        if section not in known:
+            raise UsageError(f"Unknown recipe section [{section}] in {source}."
+                             f"{suggest(section, known)} Valid sections: {', '.join(known)}.")
+        if section != "suite" and not isinstance(value, dict):
+            raise UsageError(f"Recipe section [{section}] must be a table, not {value!r}; write "
+                             f"it as [{section}] followed by key = value lines.")
+
+
 def _flatten_grid(table: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:
     """``{"strategy": {"beta_p": [..]}}`` and ``{"strategy.beta_p": [..]}`` both become
     ``{"strategy.beta_p": [..]}``."""
@@ -130,11 +142,11 @@ def _seeds(experiment: Mapping[str, Any]) -> list[int] | None:
     value = experiment["seeds"]
     base = experiment.get("seed", 2)
     if isinstance(value, bool) or not isinstance(value, (int, list)):
-        raise UsageError(f"[experiment] seeds must be a count (e.g. 3: seeds {base}, "
-                         f"{base + 1}, {base + 2}) or a list of seeds, got {value!r}.")
+        raise UsageError("[experiment] seeds must be a count (e.g. 3: the seeds seed, seed+1 and "
+                         f"seed+2) or a list of seeds such as [1, 2, 3], got {value!r}.")
     if isinstance(value, int):
-        if value < 1:
-            raise UsageError(f"[experiment] seeds must be at least 1, got {value}.")
+        if value < 1 or value > MAX_RUNS:
+            raise UsageError(f"[experiment] seeds must be between 1 and {MAX_RUNS}, got {value}.")
         if not isinstance(base, int) or isinstance(base, bool):
             raise UsageError(f"[experiment] seed must be an integer, got {base!r}.")
         return [base + i for i in range(value)]
@@ -206,6 +218,7 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
     Every run's recipe is validated with `recipe_from_data`; an error names the member.
     """
     raw = apply_overrides(dict(raw), overrides)
+    _check_sections(raw, source)
     members = _member_tables(raw)
     grid = _flatten_grid(raw.get("sweep", {})) if "sweep" in raw else {}
     if "sweep" in raw and not isinstance(raw["sweep"], dict):
