@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["AutomlBinError", "UsageError", "PluginError", "DataNotFoundError", "suggest"]
+__all__ = ["AutomlBinError", "UsageError", "PluginError", "DataNotFoundError", "StopRun",
+           "suggest"]
 
 
 class AutomlBinError(Exception):
@@ -27,6 +28,13 @@ class UsageError(AutomlBinError):
 
 class DataNotFoundError(UsageError):
     """A data set is not on disk and may not be downloaded; the message says how to get it."""
+
+
+class StopRun(AutomlBinError):
+    """Raised by an observer (a lifecycle hook) that cannot let the run go on, e.g. a tracker
+    whose server went away with ``[tracking] on_error = "stop"``. Unlike other exceptions in
+    observers it is not swallowed: the runner stops the run, keeps its checkpoint (so it can be
+    resumed) and shows the message. Exit code 1."""
 
 
 class PluginError(AutomlBinError):

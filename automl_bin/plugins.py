@@ -28,7 +28,7 @@ import attrs
 import pluggy
 
 from automl_bin import hookspecs
-from automl_bin.errors import PluginError
+from automl_bin.errors import PluginError, StopRun
 from automl_bin.registry import KINDS, PluginProblem, Registry
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginSet", "load_plugins", "call_observers"]
@@ -187,6 +187,8 @@ def call_observers(plugins: PluginSet, hook_name: str, **kwargs: Any) -> None:
         args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
         try:
             impl.function(**args)
+        except StopRun:
+            raise  # the observer asks to stop the run (e.g. its tracking server went away)
         except Exception as exc:
             dist, _ = plugins.source(impl.plugin_name)
             warnings.warn(

@@ -118,6 +118,10 @@ class TrackingConfig:
     enabled: bool = True
     #: MLflow tracking URI; None = MLFLOW_TRACKING_URI, else MLflow's default (./mlflow.db)
     uri: str | None = None
+    #: when a tracking *server* (http/https URI) cannot be reached: "stop" the run at once with
+    #: its checkpoint kept (resume it with --resume once the server is back: nothing is lost),
+    #: or "continue" untracked with a warning (the metrics stay only in the run folder)
+    on_error: Literal["stop", "continue"] = "stop"
 
 
 @attrs.frozen(kw_only=True)

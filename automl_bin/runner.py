@@ -25,7 +25,7 @@ import attrs
 import automl_bin
 from automl_bin.checkpoint import save_atomic, write_text_atomic
 from automl_bin.diagnostics import search_diagnostics
-from automl_bin.errors import AutomlBinError, UsageError
+from automl_bin.errors import AutomlBinError, StopRun, UsageError
 from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
@@ -261,7 +261,13 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     phase: str | None = None
     genotype: Genotype | None = None
     estimate: Estimate | None = None
-    call_observers(plugins, "on_run_start", run=info)
+    try:
+        call_observers(plugins, "on_run_start", run=info)
+    except StopRun as exc:
+        write_text_atomic(run_dir / "summary.json", json.dumps(
+            {"status": "FAILED", "error": str(exc)}, indent=2))
+        raise StopRun(f"{exc} Nothing was trained. Start the run again when it is reachable, "
+                      "or set [tracking] on_error = \"continue\" to run untracked.") from exc
     for key, value in info.announcements.items():
         progress.info(f"{key}: {value}")
     strategy = resolved.strategy
@@ -353,6 +359,13 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                 call_observers(plugins, "on_retrain_end", run=info, estimate=estimate)
                 call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
                 phase = None
+    except StopRun as exc:
+        status = "FAILED"
+        summary["error"] = str(exc)
+        _end(plugins, info, phase, status, summary, strategy)
+        raise StopRun(f"{exc} The run stopped with its last checkpoint kept in {run_dir}; when "
+                      f"the store is reachable again, continue it in the same tracked run with: "
+                      f"automl-bin run --resume {run_dir}") from exc
     except KeyboardInterrupt as exc:
         status = "KILLED"
         summary["error"] = "interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept"

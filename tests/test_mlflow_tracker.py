@@ -52,13 +52,14 @@ def store_uri(folder: Path) -> str:
 
 
 def make_run(tmp_path: Path, *, uri: str, experiment: str = EXPERIMENT,
-             enabled: bool = True) -> RunInfo:
+             enabled: bool = True, on_error: str = "stop") -> RunInfo:
     """A RunInfo as the runner builds it, with its run folder in ``tmp_path``."""
     text = (
         f'[experiment]\nname = "{experiment}"\n\n'
         '[strategy]\nname = "darts"\nepochs = 3\n\n'
         '[data]\nname = "synthetic"\n\n'
         f'[tracking]\nenabled = {"true" if enabled else "false"}\nuri = "{uri}"\n'
+        f'on_error = "{on_error}"\n'
     )
     recipe = parse_recipe(text)
     return RunInfo(recipe=recipe, recipe_text=text, run_dir=tmp_path / "run",
@@ -205,9 +206,23 @@ def test_unusable_store_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
     assert run.announcements == {}
 
 
-def test_unreachable_server_gives_up_fast(tmp_path: Path) -> None:
+def test_unreachable_server_stops_the_run_fast(tmp_path: Path) -> None:
+    """Default on_error = "stop": a tracking server that does not answer stops the run at once
+    (the runner keeps the checkpoint; see tests/test_resume.py), never minutes of retries."""
+    from automl_bin.errors import StopRun
+
     port = free_port()  # nothing listens there: refused at once, without MLflow's retries
     run = make_run(tmp_path, uri=f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(StopRun, match="unreachable"):
+        run_lifecycle(run, tmp_path)
+    assert time.monotonic() - start < 10
+    assert run.announcements == {}
+
+
+def test_unreachable_server_with_continue_warns_and_goes_on(tmp_path: Path) -> None:
+    port = free_port()
+    run = make_run(tmp_path, uri=f"http://127.0.0.1:{port}", on_error="continue")
     start = time.monotonic()
     with pytest.warns(RuntimeWarning, match="unreachable"):
         run_lifecycle(run, tmp_path)

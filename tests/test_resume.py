@@ -144,3 +144,54 @@ def test_cli_resume_needs_one_target_and_no_set(tmp_path):
     assert out.exit_code == 2 and "drop --set" in out.output
     out = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "missing")])
     assert out.exit_code == 2 and "does not exist" in out.output
+
+
+# --------------------------------------------------------------------------------------------
+# a tracking server that goes away
+# --------------------------------------------------------------------------------------------
+
+
+def test_tracking_server_lost_mid_search_stops_resumably_and_loses_no_epoch(tmp_path,
+                                                                            monkeypatch):
+    """[tracking] on_error = "stop" (the default): when the server goes away during epoch 2 the
+    run stops with its checkpoint; once it is back, --resume continues the same tracked run and
+    every epoch's metrics are there."""
+    from mlflow.tracking import MlflowClient
+
+    import automl_bin_plugins.tracking.mlflow_tracker as tracker
+    from automl_bin.errors import StopRun
+
+    plugins = make_plugins()
+    recipe, uri = _recipe(tmp_path, name="outage")
+    real = tracker._log_metrics
+    calls = {"epochs": 0}
+
+    def flaky(client, run_id, metrics, step):
+        if "train_loss" in metrics:  # an epoch's metrics
+            calls["epochs"] += 1
+            if calls["epochs"] == 2:
+                raise ConnectionError("server gone")
+        return real(client, run_id, metrics, step)
+
+    # the sqlite store stands in for a server: treat it as remote and let the 2nd epoch fail
+    monkeypatch.setattr(tracker, "_is_remote", lambda uri: True)
+    monkeypatch.setattr(tracker, "_probe", lambda uri: None)
+    monkeypatch.setattr(tracker, "_log_metrics", flaky)
+    with pytest.raises(StopRun, match="server gone.*automl-bin run --resume"):
+        run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+    folder = max((tmp_path / "runs" / "outage").iterdir())
+    assert json.loads((folder / "summary.json").read_text())["status"] == "FAILED"
+
+    monkeypatch.setattr(tracker, "_log_metrics", real)  # the server is back
+    point = find_resume_point(folder)
+    assert point.checkpoint["epoch"] == 1  # epoch 2 finished and was checkpointed
+    result = run(resolve(parse_recipe(point.recipe_text), plugins.registry), plugins,
+                 Progress(enabled=False), resume=point)
+    client = MlflowClient(uri)
+    parent = client.get_run(result.announcements["mlflow_run_id"])
+    assert parent.info.run_id == point.announcements["mlflow_run_id"]
+    assert parent.info.status == "FINISHED"
+    (search,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.phase = 'search'")
+    assert [s for s, _ in _history(client, search.info.run_id, "train_loss")] == list(range(EPOCHS))

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_bin import hookimpl
+from automl_bin.errors import StopRun
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -170,10 +171,12 @@ def _fail(run: RunInfo, state: dict[str, Any], hook: str, exc: BaseException) ->
     suspend = _is_remote(uri) or state.get("parent") is None
     if suspend:
         state["suspended"] = True
+    detail = _truncate(f"{type(exc).__name__}: {exc}", 600)
+    if _is_remote(uri) and run.recipe.tracking.on_error == "stop":
+        raise StopRun(f"MLflow tracking failed in {hook} (store {uri}): {detail}.")
     if state.get("warned"):
         return
     state["warned"] = True
-    detail = _truncate(f"{type(exc).__name__}: {exc}", 600)
     then = (
         "tracking of this run is off from here on"
         if suspend
