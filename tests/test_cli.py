@@ -233,7 +233,7 @@ def test_dcp_nas_run_is_tagged_with_ablation_switches(tmp_path, tiny_recipe):
         assert client.get_metric_history(search.info.run_id, metric), metric
 
 
-def test_ui_prints_the_runs_table_urls(monkeypatch):
+def test_ui_prints_the_runs_table_urls():
     """`automl-bin ui` points at runs tables (#/experiments/<ID> alone is the GenAI overview)."""
     import click
 
@@ -244,12 +244,11 @@ def test_ui_prints_the_runs_table_urls(monkeypatch):
     assert ui.runs_url(base + "/", "7") == f"{base}/#/experiments/7{table}"
     assert "runs?workflowType=machine_learning" in " ".join(_invoke("ui", "--help").output.split())
     experiments = [("0", "Default", False), ("1", "suite", True), ("2", "other", True)]
-    monkeypatch.setattr(ui, "list_experiments", lambda url: experiments)
 
     def announce(experiment=None):
         runner = CliRunner()
         with runner.isolation() as (out, _, _):
-            ui._announce(base, "sqlite:///x.db", experiment)
+            ui._announce(base, "sqlite:///x.db", experiment, experiments)
             return out.getvalue().decode()
 
     several = announce()
@@ -262,3 +261,34 @@ def test_ui_prints_the_runs_table_urls(monkeypatch):
         announce("missing")
     experiments[2] = ("2", "other", False)  # one experiment with runs: its table is the URL
     assert announce().startswith(f"MLflow UI: {base}/#/experiments/1{table} ")
+
+
+def test_ui_reads_the_experiments_of_a_sqlite_store(tmp_path):
+    """The experiments come from the file, so a wrong --experiment fails before any server.
+
+    The tables here are the columns of MLflow's schema that are read; tests/test_ui_browser.py
+    reads a store that MLflow wrote.
+    """
+    import sqlite3
+
+    from automl_bin.cli.ui import sqlite_experiments
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE experiments (experiment_id INTEGER, name TEXT, "
+                    "lifecycle_stage TEXT, creation_time INTEGER)")
+        con.execute("CREATE TABLE runs (run_uuid TEXT, experiment_id INTEGER, "
+                    "lifecycle_stage TEXT)")
+        con.executemany("INSERT INTO experiments VALUES (?, ?, ?, ?)",
+                        [(0, "Default", "active", 1), (2, "empty", "active", 3),
+                         (1, "with-runs", "active", 2), (3, "gone", "deleted", 4)])
+        con.executemany("INSERT INTO runs VALUES (?, ?, ?)",
+                        [("a", 1, "active"), ("b", 2, "deleted"), ("c", 3, "active")])
+    con.close()
+    assert sqlite_experiments(db) == [("0", "Default", False), ("1", "with-runs", True),
+                                      ("2", "empty", False)]
+    (tmp_path / "other.db").write_bytes(b"not a database")
+    assert sqlite_experiments(tmp_path / "other.db") is None
+    result = CliRunner().invoke(cli, ["ui", "--uri", f"sqlite:///{db}", "--experiment", "nope"])
+    assert result.exit_code == 2 and "'with-runs'" in result.output
+    assert "Starting" not in result.output

@@ -1,15 +1,24 @@
 """``automl-bin ui``: start the MLflow UI on the store ``automl-bin run`` writes to.
 
 The command runs ``python -m mlflow server`` as a child process with settings that suit one
-person on one machine (a single worker, no background job runner, no telemetry), prints the URL
-and waits; Ctrl-C stops the server. mlflow is not imported here: the server is a subprocess.
+person on one machine (a single worker, no background job runner, no telemetry), prints the URLs
+of the experiments' runs tables and waits; Ctrl-C stops the server. mlflow is not imported here:
+the server is a subprocess. The experiments of a sqlite store are read from the file before the
+server starts (so a wrong ``--experiment`` fails at once); other stores are asked through the
+server's REST API once it is up.
+
+MLflow 3 opens an experiment (``#/experiments/<ID>``) on its GenAI overview; the table of runs,
+where runs are selected and compared, is ``#/experiments/<ID>/runs?workflowType=machine_learning``
+(`runs_url`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,13 +30,27 @@ from typing import Any
 
 import click
 
-__all__ = ["ui_command", "default_tracking_uri", "sqlite_path", "server_command", "server_env"]
+__all__ = ["ui_command", "default_tracking_uri", "sqlite_path", "server_command", "server_env",
+           "runs_url", "list_experiments", "sqlite_experiments"]
+
+#: ``(experiment ID, name, has active runs)``
+Experiment = tuple[str, str, bool]
 
 #: seconds to wait for the server's /health before printing the URL anyway
 _READY_TIMEOUT_S = 60.0
 #: seconds the server gets to stop after SIGTERM before it is killed
 _STOP_TIMEOUT_S = 10.0
 _NOT_SET = object()
+#: experiments listed by name after the server is up (the rest are on the experiments page)
+_MAX_LISTED = 20
+
+
+def runs_url(base_url: str, experiment_id: str) -> str:
+    """The MLflow UI's runs table of experiment ``experiment_id`` on the server ``base_url``.
+
+    The plain ``#/experiments/<ID>`` route opens MLflow 3's GenAI overview instead of the table.
+    """
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def default_tracking_uri() -> str:
@@ -86,8 +109,54 @@ def server_env() -> dict[str, str]:
 
 
 def _browse_host(host: str) -> str:
-    # a wildcard bind address is not something a browser can open
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    # a wildcard bind address is not something a browser can open; IPv6 literals need brackets
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10.0) as response:
+        return json.loads(response.read())
+
+
+def sqlite_experiments(db: Path) -> list[Experiment] | None:
+    """``(id, name, has_runs)`` of the active experiments of the MLflow sqlite store ``db``,
+    oldest first, read directly (read-only); None when the file cannot be read that way."""
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = con.execute(
+                "SELECT e.experiment_id, e.name, EXISTS (SELECT 1 FROM runs r"
+                " WHERE r.experiment_id = e.experiment_id AND r.lifecycle_stage = 'active')"
+                " FROM experiments e WHERE e.lifecycle_stage = 'active'"
+                " ORDER BY e.creation_time, e.experiment_id"
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return [(str(exp_id), str(name), bool(has_runs)) for exp_id, name, has_runs in rows]
+
+
+def list_experiments(base_url: str) -> list[Experiment]:
+    """``(id, name, has_runs)`` of the active experiments on the MLflow server ``base_url``.
+
+    Uses the public REST API (any backend store); at most 1000 experiments, oldest first.
+    """
+    api = f"{base_url.rstrip('/')}/api/2.0/mlflow"
+    found = _post_json(f"{api}/experiments/search",
+                       {"max_results": 1000, "view_type": "ACTIVE_ONLY"})
+    experiments = sorted(found.get("experiments", []),
+                         key=lambda e: (int(e.get("creation_time") or 0), e["experiment_id"]))
+    rows = []
+    for exp in experiments:
+        runs = _post_json(f"{api}/runs/search",
+                          {"experiment_ids": [exp["experiment_id"]], "max_results": 1})
+        rows.append((exp["experiment_id"], exp["name"], bool(runs.get("runs"))))
+    return rows
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -129,24 +198,83 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _pick(experiments: list[Experiment], experiment: str, uri: str) -> Experiment:
+    """The experiment called ``experiment`` (a name, else an ID); a usage error if none."""
+    match = ([e for e in experiments if e[1] == experiment]
+             or [e for e in experiments if e[0] == experiment])
+    if not match:
+        names = ", ".join(repr(e[1]) for e in experiments if e[2]) or "none with runs"
+        raise click.UsageError(
+            f"--experiment {experiment!r}: no such experiment in {uri} (experiments: {names})."
+        )
+    return match[0]
+
+
+def _announce(url: str, uri: str, experiment: str | None,
+              experiments: list[Experiment] | None = None) -> None:
+    """Print where to point the browser: the runs table(s) of the store's experiments.
+
+    ``experiments`` are the store's (`sqlite_experiments`); None asks the server. With
+    ``experiment`` (a name or an ID) only that experiment's runs table, or a usage error when
+    the store has no such experiment. Otherwise the runs table of the only experiment with runs,
+    or the experiments page and one runs-table URL per experiment with runs.
+    """
+    if experiments is None:
+        try:
+            experiments = list_experiments(url)
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            if experiment is not None:
+                raise click.ClickException(
+                    f"Could not list the experiments of {uri} ({exc}); open {url}/#/experiments."
+                ) from None
+            click.echo(f"MLflow UI: {url}/#/experiments   (Ctrl-C to stop)")
+            return
+    if experiment is not None:
+        click.echo(f"MLflow UI: {runs_url(url, _pick(experiments, experiment, uri)[0])}"
+                   "   (Ctrl-C to stop)")
+        return
+    with_runs = [e for e in experiments if e[2]]
+    if len(with_runs) == 1:
+        click.echo(f"MLflow UI: {runs_url(url, with_runs[0][0])}   (Ctrl-C to stop)")
+        click.echo(f"All experiments: {url}/#/experiments")
+        return
+    click.echo(f"MLflow UI: {url}/#/experiments   (Ctrl-C to stop)")
+    if not with_runs:
+        click.echo("No runs in this store yet: `automl-bin run RECIPE` writes them here.")
+        return
+    click.echo("Runs tables (select runs and press Compare):")
+    width = min(max(len(e[1]) for e in with_runs), 40)
+    for exp_id, name, _ in with_runs[:_MAX_LISTED]:
+        click.echo(f"  {name:<{width}}  {runs_url(url, exp_id)}")
+    if len(with_runs) > _MAX_LISTED:
+        click.echo(f"  ... and {len(with_runs) - _MAX_LISTED} more on the experiments page")
+
+
 @click.command("ui")
 @click.option("--uri", default=None, metavar="URI",
               help="Tracking store to browse. Default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///<current folder>/mlflow.db (where `automl-bin run` writes).")
+@click.option("--experiment", "-e", default=None, metavar="NAME",
+              help="Print the runs-table URL of this experiment (a recipe's "
+                   "[experiment] name, or an experiment ID).")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
               help="Port to serve on.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; 0.0.0.0 exposes the UI to the network.")
-def ui_command(uri: str | None, port: int, host: str) -> None:
-    """Browse tracked runs in the MLflow UI (Ctrl-C to stop).
+def ui_command(uri: str | None, experiment: str | None, port: int, host: str) -> None:
+    """Browse and compare tracked runs in the MLflow UI (Ctrl-C to stop).
 
-    Starts an MLflow server on the tracking store that `automl-bin run` wrote to and prints its
-    address. Each run is a parent run named <strategy>-<run folder> with nested "search" and
-    "retrain" runs.
+    Starts an MLflow server on the tracking store that `automl-bin run` wrote to and prints the
+    URL of each experiment's runs table,
+    http://HOST:PORT/#/experiments/<ID>/runs?workflowType=machine_learning (the plain
+    #/experiments/<ID> page is MLflow's GenAI overview). Each run is a parent run named
+    <strategy>-<run folder> with nested "search" and "retrain" runs; tick runs in the table and
+    press Compare to compare them.
 
     \b
     Examples:
       automl-bin ui                              # ./mlflow.db on http://127.0.0.1:5000
+      automl-bin ui --experiment quickstart      # print that experiment's runs-table URL
       automl-bin ui --port 5001                  # another port
       automl-bin ui --uri sqlite:////data/exp/mlflow.db
       MLFLOW_TRACKING_URI=sqlite:///other.db automl-bin ui
@@ -164,6 +292,9 @@ def ui_command(uri: str | None, port: int, host: str) -> None:
             f"No tracking store found at {where}. Run `automl-bin run RECIPE` in this folder "
             "first, or pass --uri sqlite:////path/to/mlflow.db."
         )
+    experiments = sqlite_experiments(db) if db is not None else None
+    if experiment is not None and experiments is not None:
+        _pick(experiments, experiment, uri)  # a wrong name fails before the server starts
     if not _port_free(host, port):
         raise click.UsageError(
             f"Port {port} on {host} is in use (another MLflow UI?); pass --port with a free port."
@@ -184,8 +315,10 @@ def ui_command(uri: str | None, port: int, host: str) -> None:
                 f"The MLflow server exited with code {proc.returncode} before it was ready; "
                 "its messages are above."
             )
-        note = "" if ready else " (still starting)"
-        click.echo(f"MLflow UI{note}: {url}/#/experiments   (Ctrl-C to stop)")
+        if ready:
+            _announce(url, uri, experiment, experiments)
+        else:
+            click.echo(f"MLflow UI (still starting): {url}/#/experiments   (Ctrl-C to stop)")
         code = proc.wait()
         if code != 0:
             raise click.ClickException(f"The MLflow server exited with code {code}.")
