@@ -4,6 +4,11 @@ It seeds, loads and splits the data, creates a fresh output folder, drives the s
 epoch (checkpointing after each), retrains the derived genotype with the retrain estimator, and
 fires the lifecycle hooks that trackers observe. Ctrl-C or SIGTERM end the run as ``KILLED``
 with the last checkpoint kept; an exception ends it as ``FAILED``.
+
+Under torchrun (``WORLD_SIZE`` > 1) every rank runs this same function on its slice of each
+training batch (`automl_bin.distributed`); only rank 0 calls the observers (MLflow), prints and
+writes the run folder. The other ranks write to a throw-away folder, so the code path is the
+same on all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +30,7 @@ from typing import Any, TypeVar
 import attrs
 
 import automl_bin
+from automl_bin import distributed
 from automl_bin.checkpoint import save_atomic, write_text_atomic
 from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, StopRun, UsageError
@@ -228,15 +236,55 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     """
     import torch
 
-    from automl_bin.data import make_splits
-
     progress = progress or Progress()
-    recipe = resolved.recipe
-    exp = recipe.experiment
+    exp = resolved.recipe.experiment
     if exp.threads > 0:
         torch.set_num_threads(exp.threads)
     seed_everything(exp.seed, exp.deterministic)
     device = pick_device(exp.device)
+    dist = distributed.from_env(device.type)
+    try:
+        return _run(resolved, plugins, progress, suite=suite, extra_tags=extra_tags,
+                    resume=resume, device=device, dist=dist)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _check_data_parallel(resolved: ResolvedRecipe, suite: SuiteInfo | None) -> None:
+    """Refuse what would silently diverge across ranks: code that does not average its
+    gradients over ranks, and suites (each member would need its own process group)."""
+    recipe = resolved.recipe
+    if suite is not None:
+        raise UsageError("Data-parallel runs (torchrun, automl-bin run --nproc) take one recipe, "
+                         "not a suite; run the suite's members one by one, or without --nproc.")
+    if not getattr(resolved.strategy, "supports_data_parallel", False):
+        raise UsageError(f"Strategy {recipe.strategy.name!r} does not support data-parallel "
+                         "runs (torchrun, automl-bin run --nproc); the differentiable "
+                         "strategies darts, pc_darts and dcp_nas do. Run it in one process.")
+    est = resolved.retrain_estimator
+    if est is not None and not getattr(est, "supports_data_parallel", False):
+        raise UsageError(f"Estimator {recipe.retrain.estimator!r} does not support data-parallel "
+                         "retraining; use the 'retrain' estimator or run in one process.")
+
+
+def _run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress, *,
+         suite: SuiteInfo | None, extra_tags: Mapping[str, str] | None,
+         resume: ResumePoint | None, device: Any, dist: distributed.DistContext | None
+         ) -> RunResult:
+    import torch
+
+    from automl_bin.data import make_splits
+
+    recipe = resolved.recipe
+    exp = recipe.experiment
+    main = dist is None or dist.is_main
+    if dist is not None:
+        _check_data_parallel(resolved, suite)
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        if not main:  # same computation, nothing tracked, printed or kept
+            plugins = distributed.without_observers(plugins)
+            progress = Progress(enabled=False)
 
     progress.info(f"Loading data set {recipe.data.name!r} ...")
     data = resolved.dataset.load()
@@ -244,12 +292,34 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                          eval_batch_size=recipe.data.eval_batch_size,
                          train_portion=recipe.data.train_portion, subset=recipe.data.subset,
                          seed=exp.seed, device=device)
+    if dist is not None:  # every rank walks the same batches and trains on its slice of each
+        splits = {name: distributed.ShardedBatches(batches, dist) if name != "test" else batches
+                  for name, batches in splits.items()}
     recipe_text = recipe_to_toml(recipe.raw)
+    if dist is not None and not main:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"automl-bin-rank{dist.rank}-"))
+        try:
+            return _run_in(resolved, plugins, progress, suite, extra_tags, resume, device,
+                           dist, splits, data, recipe_text, run_dir)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
     if resume is None:
         run_dir = new_run_dir(exp.output_dir, exp.name)
         write_text_atomic(run_dir / "recipe.toml", recipe_text)
     else:
         run_dir = resume.run_dir
+    return _run_in(resolved, plugins, progress, suite, extra_tags, resume, device, dist, splits,
+                   data, recipe_text, run_dir)
+
+
+def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
+            suite: SuiteInfo | None, extra_tags: Mapping[str, str] | None,
+            resume: ResumePoint | None, device: Any, dist: distributed.DistContext | None,
+            splits: Mapping[str, Any], data: Any, recipe_text: str, run_dir: Path) -> RunResult:
+    """The run proper, in ``run_dir`` (rank 0's or a single process's run folder)."""
+    recipe = resolved.recipe
+    exp = recipe.experiment
+    main = dist is None or dist.is_main
     tags = {**_tags(resolved, plugins), "device": _device_name(device), **(extra_tags or {})}
     info = RunInfo(recipe=recipe, recipe_text=recipe_text, run_dir=run_dir,
                    params=flatten(recipe.raw), tags=tags, resolved=resolved, suite=suite,
@@ -286,7 +356,7 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                             device=device, seed=exp.seed, splits=splits, reporter=reporter,
                             estimator=resolved.search_estimator,
                             create=create,
-                            network=attrs.asdict(resolved.network))
+                            network=attrs.asdict(resolved.network), dist=dist)
             t_search = time.perf_counter()
             strategy.setup(env)
             epochs = strategy.num_epochs()
@@ -325,13 +395,15 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                 write_text_atomic(run_dir / LOGGED_EPOCH, str(epoch))
             genotype = strategy.derive()
             summary["search_seconds"] = seconds_before + time.perf_counter() - t_search
+            ddp_metrics = _check_same_alpha(strategy, dist)
             write_text_atomic(run_dir / "genotype.json", genotype.to_json())
             reporter.log_artifact(run_dir / "genotype.json")
-            write_search_plots(reporter, genotype=genotype,
-                               op_names=resolved.search_space.op_names,
-                               history=weight_history, epochs=reporter.epochs)
+            if main:
+                write_search_plots(reporter, genotype=genotype,
+                                   op_names=resolved.search_space.op_names,
+                                   history=weight_history, epochs=reporter.epochs)
             search_metrics = {"search_seconds": summary["search_seconds"],
-                              **strategy.final_metrics()}
+                              **strategy.final_metrics(), **ddp_metrics}
             progress.info(f"Genotype: {genotype}")
             call_observers(plugins, "on_search_end", run=info, genotype=genotype,
                            metrics=search_metrics)
@@ -347,10 +419,12 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
                                         input_shape=data.input_shape, num_classes=data.num_classes,
                                         device=device, seed=exp.seed, splits=splits,
                                         fit="train_full", score="test", reporter=reporter,
-                                        network=attrs.asdict(resolved.network), create=create)
+                                        network=attrs.asdict(resolved.network), create=create,
+                                        dist=dist)
                 estimate = resolved.retrain_estimator.estimate(genotype, est_env)
-                write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
-                if estimate.model is not None:
+                if main:
+                    write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
+                if estimate.model is not None and main:
                     save_atomic(estimate.model.state_dict(), run_dir / "model.pt")
                     reporter.log_artifact(run_dir / "model.pt")
                 summary.update(estimate.metrics)
@@ -384,6 +458,27 @@ def run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress | None 
     return RunResult(run_dir=run_dir, genotype=genotype, summary=summary,
                      announcements=dict(info.announcements), estimate=estimate,
                      tags=dict(info.tags))
+
+
+def _check_same_alpha(strategy: Any, dist: distributed.DistContext | None) -> dict[str, float]:
+    """``{"ddp_alpha_max_diff": 0.0}`` after checking every rank ended with rank 0's α.
+
+    Averaged gradients keep the ranks bit-identical, so any difference is a bug (a gradient
+    some code path forgot to average); stopping beats tracking a genotype only rank 0 holds.
+    """
+    if dist is None:
+        return {}
+    alphas = distributed.arch_parameters_of(strategy)
+    if not alphas:
+        return {}
+    diff = distributed.max_divergence(alphas, dist)
+    if diff != 0.0:
+        raise distributed.DivergedError(
+            f"The {dist.world_size} ranks of this data-parallel run ended the search with "
+            f"different architecture parameters (largest difference {diff:.3g}); some gradient "
+            "was not averaged over ranks. This is a bug in the strategy or in automl-bin; run "
+            "in one process (without torchrun / --nproc) and report it.")
+    return {"ddp_alpha_max_diff": diff}
 
 
 def _end(plugins: PluginSet, info: RunInfo, phase: str | None, status: str,

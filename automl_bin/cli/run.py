@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ Examples:
   automl-bin run recipes/table43_fmnist.toml --set experiment.seeds=1   # a suite
   automl-bin run --from-run 0123456789abcdef0123456789abcdef          # re-run a tracked run
   automl-bin run --resume runs/quickstart/20261123-101500-1a2b3c      # continue after Ctrl-C
+  automl-bin run --nproc 2 recipes/quickstart.toml      # data parallel: 2 processes (torchrun)
 """)
 @click.argument("recipe", type=click.Path(dir_okay=False), required=False)
 @set_option
@@ -33,8 +35,13 @@ Examples:
               help="With --from-run or --resume: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")
 @click.option("--plain", is_flag=True, help="Log lines instead of progress bars.")
+@click.option("--nproc", type=int, default=None, metavar="N",
+              help="Data-parallel search and retraining in N processes on this machine (one per "
+                   "GPU, or CPU processes with the gloo backend), started through torchrun; "
+                   "darts, pc_darts and dcp_nas only. See docs/scaling.md.")
 def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
-                resume: str | None, uri: str | None, quiet: bool, plain: bool) -> None:
+                resume: str | None, uri: str | None, quiet: bool, plain: bool,
+                nproc: int | None) -> None:
     """Run RECIPE: search, derive the genotype, retrain it and report test accuracy.
 
     A recipe with [[suite]] members, a [sweep] grid or [experiment] seeds runs every
@@ -50,6 +57,9 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
     if sum(x is not None for x in (recipe, from_run, resume)) != 1:
         raise UsageError("Give one of a RECIPE file, --from-run RUN_ID or --resume RUN, e.g. "
                          "automl-bin run recipes/quickstart.toml.")
+    if nproc is not None:
+        _relaunch(nproc, recipe, overrides, from_run, resume, uri, quiet, plain)
+        return
     if resume is not None:
         _resume(resume, overrides, uri, Progress(enabled=not quiet, force_plain=plain))
         return
@@ -64,6 +74,9 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
     plugins = load_plugins_warned()
     resolved = resolve_plan(plan, plugins)
     progress = Progress(enabled=not quiet, force_plain=plain)
+    if plan.is_suite and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("Data-parallel runs (torchrun, --nproc) take one recipe, not a suite; "
+                         "run the suite without them, or each member on its own with --nproc.")
     if plan.is_suite:
         suite = run_suite(plan, resolved, plugins, progress)
         click.echo(suite.table, nl=False)
@@ -79,7 +92,35 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
     _print_result(run(resolved[0], plugins, progress))
 
 
+def _relaunch(nproc: int, recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
+              resume: str | None, uri: str | None, quiet: bool, plain: bool) -> None:
+    """Run this same command in ``nproc`` torchrun processes (without --nproc) and exit with
+    their status; torchrun sets the rank variables `automl_bin.distributed` reads."""
+    import subprocess
+    import sys
+
+    from automl_bin.distributed import torchrun_command
+
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError("--nproc starts torchrun itself; this process already runs under "
+                         "torchrun (WORLD_SIZE is set). Drop --nproc.")
+    args = ["run"]
+    if recipe is not None:
+        args.append(recipe)
+    for override in overrides:
+        args += ["--set", override]
+    for flag, value in (("--from-run", from_run), ("--resume", resume), ("--uri", uri)):
+        if value is not None:
+            args += [flag, value]
+    args += ["--quiet"] * quiet + ["--plain"] * plain
+    code = subprocess.call(torchrun_command(nproc, args))
+    if code:
+        sys.exit(code)
+
+
 def _print_result(result: Any) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # a data-parallel run: rank 0 reports for all ranks
     click.echo(f"Genotype: {result.genotype}")
     for key in ("test_acc", "params", "model_bits", "param_bits", "flops", "bops", "ops",
                 "deployed_bytes", "training_bytes"):

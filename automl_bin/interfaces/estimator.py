@@ -22,6 +22,7 @@ from automl_bin.interfaces.search_space import SearchSpace
 if TYPE_CHECKING:
     import torch
 
+    from automl_bin.distributed import DistContext
     from automl_bin.interfaces.supernet import Supernet
 
 __all__ = ["Estimator", "Estimate", "EstimationEnv"]
@@ -52,6 +53,10 @@ class EstimationEnv:
     network: Mapping[str, Any] = attrs.field(factory=dict)
     #: build another registered component: ``create("binarizer", "none")``
     create: Callable[..., Any] | None = None
+    #: this process's rank in a data-parallel run (None: one process); gradient-based code
+    #: averages its gradients over ranks with `automl_bin.distributed`, and the training
+    #: splits already yield only this rank's slice of each batch
+    dist: DistContext | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +74,9 @@ class Estimator(ABC):
     """Scores genotypes. ``Config`` validates the estimator's recipe keys."""
 
     Config: ClassVar[type] = EmptyConfig
+    #: True when its training averages gradients over ``env.dist`` (`automl_bin.distributed`);
+    #: only such estimators retrain in a data-parallel run
+    supports_data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -33,6 +33,8 @@ from automl_bin.interfaces.search_space import SearchSpace
 if TYPE_CHECKING:
     import torch
 
+    from automl_bin.distributed import DistContext
+
 __all__ = ["Strategy", "SearchEnv"]
 
 
@@ -55,6 +57,10 @@ class SearchEnv:
     create: Callable[..., Any] = attrs.field(default=None)
     #: network size options for discrete networks (the recipe's ``[retrain] network``)
     network: Mapping[str, Any] = attrs.field(factory=dict)
+    #: this process's rank in a data-parallel run (None: one process); gradient-based code
+    #: averages its gradients over ranks with `automl_bin.distributed`, and the training
+    #: splits already yield only this rank's slice of each batch
+    dist: DistContext | None = None
 
 
 class Strategy(ABC):
@@ -66,6 +72,10 @@ class Strategy(ABC):
     #: False for strategies whose epoch may leave the architecture state unchanged (e.g. a
     #: baseline that evaluates one fixed architecture); say why in the next attribute. The
     #: conformance suite (`automl_bin.testing.check_strategy`) reads both.
+    #: True when every gradient step averages its gradients over ``env.dist`` (see
+    #: `automl_bin.distributed`); the runner refuses data-parallel runs of the others, which
+    #: would silently diverge across ranks
+    supports_data_parallel: ClassVar[bool] = False
     changes_architecture_each_epoch: ClassVar[bool] = True
     why_architecture_may_not_change: ClassVar[str | None] = None
 

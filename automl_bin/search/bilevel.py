@@ -10,6 +10,10 @@ Per mini-batch pair (train, val):
 
 Strategies that change the α gradient (e.g. DCP-NAS's tangent term) call `arch_gradients`,
 modify the result, and pass it to `apply_arch_gradients`.
+
+Data parallel (``dist`` given): every gradient above (∇_w, ∇_α, the virtual step's direction,
+both finite-difference gradients) is averaged over ranks before it is used, so each rank takes
+the step the single process takes on the whole batch; see `automl_bin.distributed`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Sequence
 import attrs
 import torch
 
+from automl_bin import distributed
+from automl_bin.distributed import DistContext
 from automl_bin.interfaces.supernet import Supernet
 from automl_bin.training import LossFn, clip_and_step, cross_entropy_loss
 
@@ -40,8 +46,8 @@ class BilevelOptimizer:
 
     def __init__(self, supernet: Supernet, w_optimizer: torch.optim.SGD, arch: ArchConfig,
                  *, order: int = 1, grad_clip: float = 5.0, fd_eps: float = 0.01,
-                 train_loss: LossFn = cross_entropy_loss, val_loss: LossFn = cross_entropy_loss
-                 ) -> None:
+                 train_loss: LossFn = cross_entropy_loss, val_loss: LossFn = cross_entropy_loss,
+                 dist: DistContext | None = None) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.net = supernet
@@ -51,6 +57,8 @@ class BilevelOptimizer:
         self.fd_eps = fd_eps
         self.train_loss = train_loss
         self.val_loss = val_loss
+        self.dist = dist
+        distributed.broadcast_module(supernet, dist)
         self.alphas = list(supernet.arch_parameters())
         self.weights = list(supernet.weight_parameters())
         self.a_opt = torch.optim.Adam(self.alphas, lr=arch.lr, betas=(arch.beta1, arch.beta2),
@@ -64,7 +72,9 @@ class BilevelOptimizer:
         loss.backward()
         for a in self.alphas:  # the weight step must not move α
             a.grad = None
+        distributed.all_reduce_grads(self.weights, self.dist, len(x))
         clip_and_step(self.weights, self.w_opt, self.grad_clip)
+        distributed.sync_buffers(self.net, self.dist)
         return loss.detach(), logits.detach()
 
     # -- architecture half -----------------------------------------------------------------
@@ -74,8 +84,14 @@ class BilevelOptimizer:
         if self.order == 1:
             loss, _ = self.val_loss(self.net, x_val, y_val)
             grads = torch.autograd.grad(loss, self.alphas)
-            return [g.detach() for g in grads], loss.detach()
+            return self.mean_over_ranks([g.detach() for g in grads], len(x_val)), loss.detach()
         return self._unrolled_gradients(x_train, y_train, x_val, y_val)
+
+    def mean_over_ranks(self, tensors: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+        """``tensors`` averaged over ranks (unchanged in a single process)."""
+        if self.dist is None:
+            return tensors
+        return distributed.reduce_mean(tensors, count, self.dist)
 
     def apply_arch_gradients(self, grads: Sequence[torch.Tensor]) -> None:
         self.a_opt.zero_grad(set_to_none=True)
@@ -95,9 +111,10 @@ class BilevelOptimizer:
         grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
         group = self.w_opt.param_groups[0]
         mom, wd = group["momentum"], group["weight_decay"]
+        grads = self.mean_over_ranks([torch.zeros_like(w) if g is None else g
+                            for w, g in zip(self.weights, grads)], len(x))
         out = []
         for w, g in zip(self.weights, grads):
-            g = torch.zeros_like(w) if g is None else g
             buf = self.w_opt.state.get(w, {}).get("momentum_buffer")
             d = g + wd * w.detach()
             if buf is not None:
@@ -115,9 +132,9 @@ class BilevelOptimizer:
                 w.sub_(xi * d)
         loss, _ = self.val_loss(self.net, x_val, y_val)
         grads = torch.autograd.grad(loss, self.alphas + self.weights, allow_unused=True)
-        d_alpha = [g.detach() for g in grads[: len(self.alphas)]]
-        v = [torch.zeros_like(w) if g is None else g.detach()
-             for w, g in zip(self.weights, grads[len(self.alphas):])]
+        grads = self.mean_over_ranks([torch.zeros_like(p) if g is None else g.detach()
+                            for p, g in zip(self.alphas + self.weights, grads)], len(x_val))
+        d_alpha, v = grads[: len(self.alphas)], grads[len(self.alphas):]
         with torch.no_grad():
             for w, b in zip(self.weights, backup):
                 w.copy_(b)
@@ -136,7 +153,8 @@ class BilevelOptimizer:
                 for w, b, t in zip(self.weights, backup, v):
                     w.copy_(b + sign * eps * t)
             loss, _ = self.train_loss(self.net, x, y)
-            return [t.detach() for t in torch.autograd.grad(loss, self.alphas)]
+            grads = torch.autograd.grad(loss, self.alphas)
+            return self.mean_over_ranks([t.detach() for t in grads], len(x))
 
         try:
             g_pos, g_neg = grad_alpha(1.0), grad_alpha(-1.0)

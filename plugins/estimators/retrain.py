@@ -85,6 +85,7 @@ class RetrainEstimator(Estimator):
     """Trains ``space.build_network(genotype)`` and returns its accuracy, size and cost."""
 
     Config = RetrainConfig
+    supports_data_parallel = True
 
     def estimate(self, genotype: Genotype, env: EstimationEnv) -> Estimate:
         import torch
@@ -145,6 +146,7 @@ class RetrainEstimator(Estimator):
         import torch
         import torch.nn.functional as F
 
+        from automl_bin import distributed
         from automl_bin.nn.features import capture_features
         from automl_bin.training import RunningMeter, evaluate
 
@@ -156,6 +158,7 @@ class RetrainEstimator(Estimator):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.lr_min)
         params = [p for p in net.parameters() if p.requires_grad]
+        distributed.broadcast_module(net, env.dist)  # a guard: the seeds already agree
         binarizer = env.binarizer if stage.name != "teacher" else None
         scored: dict[str, float] = {}
         for epoch in range(stage.epochs):
@@ -188,9 +191,12 @@ class RetrainEstimator(Estimator):
                         aux_totals[name] = aux_totals.get(name, 0.0) + float(term.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # data parallel: this rank's slice → the whole batch's gradient (no-op alone)
+                distributed.all_reduce_grads(params, env.dist, len(y))
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
+                distributed.sync_buffers(net, env.dist)
                 sched.step()
                 meter.update(loss.detach(), logits.detach(), y)
             prefix = "teacher_" if stage.name == "teacher" else ""

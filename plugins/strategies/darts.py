@@ -53,6 +53,7 @@ class DartsStrategy(Strategy):
     """DARTS: bilevel optimisation of α (Adam) and weights (SGD) on a mixed-op supernet."""
 
     Config = DartsConfig
+    supports_data_parallel = True
 
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
@@ -70,7 +71,7 @@ class DartsStrategy(Strategy):
                           weight_decay=cfg.arch_weight_decay)
         self.bilevel = BilevelOptimizer(self.supernet, w_opt, arch, order=cfg.order,
                                         grad_clip=cfg.grad_clip, fd_eps=cfg.fd_eps,
-                                        **self.loss_functions())
+                                        dist=env.dist, **self.loss_functions())
 
     def supernet_options(self) -> dict[str, Any]:
         """Options passed to `SearchSpace.build_supernet` (PC-DARTS asks for partial channels)."""

@@ -260,6 +260,7 @@ class DcpNasStrategy(Strategy):
     """DCP-NAS: a real Parent and a 1-bit Child; tangent propagation, GGN, decoupled α steps."""
 
     Config = DcpNasConfig
+    supports_data_parallel = True
 
     def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
         cfg = self.config
@@ -307,7 +308,7 @@ class DcpNasStrategy(Strategy):
                           weight_decay=cfg.arch_weight_decay)
         self.parent_bl = BilevelOptimizer(
             self.parent, make_sgd(self.parent.weight_parameters(), self.sgd), arch, order=1,
-            grad_clip=cfg.grad_clip)
+            grad_clip=cfg.grad_clip, dist=env.dist)
         #: the Child's weight loss (KL + μ·L_R + ce) and α loss (KL + ce)
         self.child_train_loss = ParentKL(self.parent, cfg.child_ce_weight, cfg.mu_rec)
         self.child_val_loss = ParentKL(self.parent, cfg.child_ce_weight)
@@ -315,7 +316,7 @@ class DcpNasStrategy(Strategy):
         self.child_bl = BilevelOptimizer(
             self.child, make_sgd(self.child.weight_parameters(), child_sgd), arch, order=1,
             grad_clip=cfg.grad_clip, train_loss=self.child_train_loss,
-            val_loss=self.child_val_loss)
+            val_loss=self.child_val_loss, dist=env.dist)
         self._copy_arch("parent", "child")  # α̂ := α at the start (Alg. 10)
         self.psi = {"parent": DecoupledState.zeros_like(self.parent_bl.alphas),
                     "child": DecoupledState.zeros_like(self.child_bl.alphas)}
@@ -436,6 +437,7 @@ class DcpNasStrategy(Strategy):
             with _eval_mode(self.parent):
                 t, parent_logits, _ = tg.tangent_direction(self.parent, self.parent_bl.alphas,
                                                            xv, yv)
+            t = self.parent_bl.mean_over_ranks(list(t), len(xv))  # data parallel: whole batch
             if cfg.tangent_mode == "ema":  # no Parent α step yet: seed the EMA
                 self.ema.update(t)
         else:
@@ -450,7 +452,9 @@ class DcpNasStrategy(Strategy):
         graph = use_tp and lam > 0 and cfg.hessian == "exact"
         raw = torch.autograd.grad(loss, alphas, create_graph=graph, allow_unused=True)
         grads = [torch.zeros_like(a) if r is None else r for r, a in zip(raw, alphas)]
-        g = [x.detach() for x in grads]
+        # data parallel: g (and below H·v) are averaged over ranks before anything nonlinear in
+        # them (the distance, its direction v), so every rank takes the single-process step
+        g = self.child_bl.mean_over_ranks([x.detach() for x in grads], len(xv))
         info: dict[str, Any] = {"loss": loss.detach(), "g": g}
         if not use_tp:
             return g, info
@@ -460,7 +464,7 @@ class DcpNasStrategy(Strategy):
         if lam == 0:
             return g, info
         v = tg.distance_direction(g, t, cfg.tangent_distance)
-        hv = self._hvp(grads, g, v, xv, yv, probs)
+        hv = self.child_bl.mean_over_ranks(self._hvp(grads, g, v, xv, yv, probs), len(xv))
         info["v"], info["hv"] = v, hv
         return tg.tangent_modified_gradient(g, hv, lam), info
 
