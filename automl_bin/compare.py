@@ -136,7 +136,7 @@ _HEADER = ["strategy", "T.P.", "GGN", "D.O.", "binarizer", "test acc % (mean ± 
 
 def _cells(row: Row, sweep_keys: Sequence[str]) -> list[str]:
     acc = "–" if row.acc_mean is None else f"{_pct(row.acc_mean)} ± {_pct(row.acc_std)}"
-    n = f"{row.runs}" + (f" (+{row.failed} failed)" if row.failed else "")
+    n = f"{row.runs}" + (f" (+{row.failed} failed or killed)" if row.failed else "")
     swept = dict(row.sweep)
     return [row.label, row.tp, row.ggn, row.do, row.binarizer, acc, _pct(row.acc_best), n,
             _num(row.search_seconds, ".1f"), row.device, _num(row.model_bits, ".0f"),

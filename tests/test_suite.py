@@ -203,7 +203,7 @@ def test_failed_members_are_recorded_and_the_others_run(swept):
     tracked = client.search_runs([client.get_experiment_by_name("sweep").experiment_id],
                                  filter_string="tags.`suite.label` = 'exploding'")
     assert tracked and all(r.info.status == "FAILED" for r in tracked)
-    assert "| exploding |" in result.table and "0 (+1 failed)" in result.table
+    assert "| exploding |" in result.table and "0 (+1 failed or killed)" in result.table
 
 
 def test_runs_carry_provenance_tags(swept):
@@ -276,7 +276,7 @@ def test_compare_rows_aggregate_seeds():
     assert row.runs == 2 and row.failed == 1
     assert row.acc_mean == pytest.approx(0.85) and row.acc_std == pytest.approx(0.05)
     assert row.acc_best == 0.9 and row.search_seconds == pytest.approx(15.0)
-    assert "85.00 ± 5.00 | 90.00 | 2 (+1 failed) | 15.0 | cpu" in format_table([row])
+    assert "85.00 ± 5.00 | 90.00 | 2 (+1 failed or killed) | 15.0 | cpu" in format_table([row])
 
 
 def test_suite_hooks_wrap_the_member_runs(tmp_path):
