@@ -87,6 +87,7 @@ def cli() -> None:
 def _register_commands() -> None:
     from automl_bin.cli.check import check_command
     from automl_bin.cli.compare_cmd import compare_command
+    from automl_bin.cli.export import export_command
     from automl_bin.cli.new_plugin import new_plugin_command
     from automl_bin.cli.plugins_cmd import plugins_command
     from automl_bin.cli.run import run_command
@@ -94,7 +95,7 @@ def _register_commands() -> None:
     from automl_bin.cli.ui import ui_command
 
     for command in (run_command, check_command, compare_command, plugins_command, summary_command,
-                    ui_command, new_plugin_command):
+                    ui_command, new_plugin_command, export_command):
         cli.add_command(command)
 
 
