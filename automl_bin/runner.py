@@ -175,6 +175,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write the search checkpoint; a full disk stops the run resumably, with the fix."""
+    try:
+        save_atomic(state, path)
+    except OSError as exc:
+        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint exists yet"
+        raise StopRun(f"Could not write the search checkpoint {path} ({exc.strerror or exc}); "
+                      f"{kept}. Free space on that disk (or fix its permissions).") from exc
+
+
 #: the last search epoch whose metrics reached the observers (the checkpoint is written first)
 LOGGED_EPOCH = "search_logged_epoch"
 
@@ -383,14 +393,16 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                 metrics.update(search_diagnostics(strategy, resolved.search_space))
                 if (snapshot := snapshot_op_weights(strategy, epoch, reporter)) is not None:
                     weight_history.append(snapshot)
-                save_atomic({"format": CHECKPOINT_FORMAT, "epoch": epoch,
-                             "strategy": strategy.state_dict(), "rng": capture_rng(),
-                             "recipe": recipe_text,
-                             "search_seconds": seconds_before + time.perf_counter() - t_search,
-                             "epochs": [[e, m] for e, m in [*reporter.epochs, (epoch, metrics)]],
-                             "op_weights": [[w.epoch, dict(w.weights)] for w in weight_history],
-                             "announcements": _plain(info.announcements)},
-                            run_dir / CHECKPOINT)
+                _save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch,
+                                  "strategy": strategy.state_dict(), "rng": capture_rng(),
+                                  "recipe": recipe_text,
+                                  "search_seconds": seconds_before + time.perf_counter() - t_search,
+                                  "epochs": [[e, m] for e, m in [*reporter.epochs,
+                                                                 (epoch, metrics)]],
+                                  "op_weights": [[w.epoch, dict(w.weights)]
+                                                 for w in weight_history],
+                                  "announcements": _plain(info.announcements)},
+                                 run_dir / CHECKPOINT)
                 reporter.log_epoch(epoch, metrics)
                 write_text_atomic(run_dir / LOGGED_EPOCH, str(epoch))
             genotype = strategy.derive()

@@ -195,3 +195,57 @@ def test_tracking_server_lost_mid_search_stops_resumably_and_loses_no_epoch(tmp_
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.phase = 'search'")
     assert [s for s, _ in _history(client, search.info.run_id, "train_loss")] == list(range(EPOCHS))
+
+
+def test_closed_tracking_port_stops_before_training(tmp_path):
+    """A tracking server that is down at the start: the run stops at once, says why and how to
+    go on, and trains nothing (no epoch can be lost)."""
+    import socket
+
+    from automl_bin.errors import StopRun
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends
+    plugins = make_plugins()
+    recipe = parse_recipe(_tiny_text(), [
+        f'tracking.uri="http://127.0.0.1:{port}"',
+        f"experiment.output_dir={json.dumps(str(tmp_path / 'runs'))}"])
+    with pytest.raises(StopRun, match="unreachable.*Nothing was trained.*on_error"):
+        run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+    folder = max((tmp_path / "runs" / "closed").iterdir())
+    assert json.loads((folder / "summary.json").read_text())["status"] == "FAILED"
+    assert not (folder / "search_checkpoint.pt").exists()
+
+
+def _tiny_text():
+    return tiny_recipe_text("darts", name="closed", retrain=False,
+                            strategy_params={"epochs": EPOCHS, "max_steps": 2})
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """The second checkpoint cannot be written (ENOSPC): the first stays intact, no temporary
+    file is left, and the run stops with a message that says so; it can be resumed."""
+    import errno
+
+    import automl_bin.checkpoint as checkpoint
+    from automl_bin.errors import StopRun
+
+    plugins = make_plugins()
+    recipe, _ = _recipe(tmp_path, name="full")
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def fsync(fd):
+        if ".search_checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the checkpoint of the second epoch
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    with pytest.raises(StopRun, match="No space left on device.*previous checkpoint is intact"):
+        run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+    folder = max((tmp_path / "runs" / "full").iterdir())
+    assert not list(folder.glob(".search_checkpoint.pt.*"))  # no temp file left behind
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    assert find_resume_point(folder).checkpoint["epoch"] == 0
