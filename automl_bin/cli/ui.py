@@ -303,11 +303,14 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
     url = f"http://{_browse_host(host)}:{port}"
     click.echo(f"Starting the MLflow UI for {uri} ...", err=True)
     proc = subprocess.Popen(server_command(uri, host, port), env=server_env())
-    # SIGTERM to this command stops the server too, exactly like Ctrl-C (main thread only)
+    # SIGTERM to this command stops the server too, exactly like Ctrl-C (main thread only);
+    # SIGINT gets the same handler because a process started with SIGINT ignored (e.g. from
+    # a parent that ignores it) would otherwise never see Ctrl-C
     try:
         previous: Any = signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous_int: Any = signal.signal(signal.SIGINT, _raise_interrupt)
     except ValueError:
-        previous = _NOT_SET
+        previous = previous_int = _NOT_SET
     try:
         ready = _wait_ready(proc, f"{url}/health", _READY_TIMEOUT_S)
         if proc.poll() is not None:
@@ -329,3 +332,4 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
         _stop(proc)
         if previous is not _NOT_SET:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
