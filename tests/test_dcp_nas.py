@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import io
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl_bin.data import make_splits
+from automl_bin.testing import RecordingReporter
 from automl_bin.interfaces import SearchEnv
 from automl_bin.search import decoupled as dec
 from automl_bin.search.bilevel import ArchConfig, BilevelOptimizer
@@ -47,34 +47,6 @@ from automl_bin_plugins.strategies.dcp_nas import (
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-class _Reporter:
-    phase = "search"
-
-    def __init__(self, tmp: Path) -> None:
-        self.work_dir = tmp
-
-    def log_metrics(self, metrics, step):
-        pass
-
-    def log_epoch(self, epoch, metrics):
-        pass
-
-    def save_checkpoint(self, state, name="checkpoint.pt"):
-        return self.work_dir / name
-
-    def log_artifact(self, path, artifact_path=None):
-        pass
-
-    def log_json(self, name, data):
-        return self.work_dir / name
-
-    def track(self, iterable, total, description):
-        return iter(iterable)
-
-    def info(self, message):
-        pass
-
-
 @pytest.fixture(scope="module")
 def splits():
     cfg = Synthetic.Config(num_classes=3, channels=1, image_size=8, train_size=64, test_size=32)
@@ -91,7 +63,7 @@ def _env(splits, tmp_path) -> SearchEnv:
     data, sp = splits
     return SearchEnv(space=_space(), binarizer=XnorBinarizer(), input_shape=data.input_shape,
                      num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
-                     splits=sp, reporter=_Reporter(tmp_path),
+                     splits=sp, reporter=RecordingReporter(tmp_path),
                      create=lambda kind, name, config=None: NoBinarizer())
 
 

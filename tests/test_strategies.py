@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import attrs
 import pytest
 import torch
 
 from automl_bin.data import make_splits
+from automl_bin.testing import RecordingReporter
 from automl_bin.interfaces import EstimationEnv, SearchEnv
 from automl_bin_plugins.binarizers.none import NoBinarizer
 from automl_bin_plugins.darts_space.space import DartsConfig, DartsSpace
@@ -19,39 +19,6 @@ from automl_bin_plugins.estimators.supernet import SupernetEstimator
 from automl_bin_plugins.strategies.darts import DartsConfig as DartsStrategyConfig
 from automl_bin_plugins.strategies.darts import DartsStrategy
 from automl_bin_plugins.strategies.random_search import RandomConfig, RandomSearch
-
-
-class _Recorder:
-    """A minimal Reporter that remembers what it was told."""
-
-    phase = "search"
-
-    def __init__(self, tmp: Path) -> None:
-        self.work_dir = tmp
-        self.epochs: list[tuple[int, dict]] = []
-        self.checkpoints: list[str] = []
-
-    def log_metrics(self, metrics, step):
-        pass
-
-    def log_epoch(self, epoch, metrics):
-        self.epochs.append((epoch, dict(metrics)))
-
-    def save_checkpoint(self, state, name="checkpoint.pt"):
-        self.checkpoints.append(name)
-        return self.work_dir / name
-
-    def log_artifact(self, path, artifact_path=None):
-        pass
-
-    def log_json(self, name, data):
-        return self.work_dir / name
-
-    def track(self, iterable, total, description):
-        return iter(iterable)
-
-    def info(self, message):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +37,7 @@ def _env(splits, tmp_path, estimator=None) -> SearchEnv:
     data, sp = splits
     return SearchEnv(space=_space(), binarizer=NoBinarizer(), input_shape=data.input_shape,
                      num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
-                     splits=sp, reporter=_Recorder(tmp_path), estimator=estimator)
+                     splits=sp, reporter=RecordingReporter(tmp_path), estimator=estimator)
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -127,7 +94,7 @@ def test_supernet_estimator_scores_paths_and_restores_bn(splits, tmp_path):
     before = {n: b.clone() for n, b in net.named_buffers()}
     env = EstimationEnv(space=space, binarizer=NoBinarizer(), input_shape=data.input_shape,
                         num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
-                        splits=sp, reporter=_Recorder(tmp_path), supernet=net)
+                        splits=sp, reporter=RecordingReporter(tmp_path), supernet=net)
     est = SupernetEstimator().estimate(space.sample_genotype(random.Random(0)), env)
     assert 0.0 <= est.score <= 1.0 and "val_acc" in est.metrics
     assert all(torch.equal(before[n], b) for n, b in net.named_buffers())
@@ -140,7 +107,7 @@ def test_retrain_estimator_learns_and_reports(splits, tmp_path):
     """Retraining a sampled genotype on learnable data beats chance and reports cost metrics."""
     data, sp = splits
     space = _space()
-    rec = _Recorder(tmp_path)
+    rec = RecordingReporter(tmp_path)
     env = EstimationEnv(space=space, binarizer=NoBinarizer(), input_shape=data.input_shape,
                         num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
                         splits=sp, fit="train_full", score="test", reporter=rec,
@@ -151,7 +118,7 @@ def test_retrain_estimator_learns_and_reports(splits, tmp_path):
     assert est.metrics["params"] == sum(p.numel() for p in est.model.parameters())
     assert est.metrics["flops"] > 0 and est.metrics["bops"] == 0
     assert [e for e, _ in rec.epochs] == [0, 1, 2, 3]
-    assert rec.checkpoints == ["retrain_checkpoint.pt"] * 4
+    assert [c.name for c in rec.checkpoints] == ["retrain_checkpoint.pt"] * 4
 
 
 def test_two_step_and_teacher_retrain(splits, tmp_path):
@@ -163,7 +130,7 @@ def test_two_step_and_teacher_retrain(splits, tmp_path):
     data, sp = splits
     space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1,
                                    ops="binary"))
-    rec = _Recorder(tmp_path)
+    rec = RecordingReporter(tmp_path)
     env = EstimationEnv(space=space, binarizer=XnorBinarizer(), input_shape=data.input_shape,
                         num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
                         splits=sp, fit="train_full", score="test", reporter=rec,
@@ -189,7 +156,7 @@ def test_pc_darts_moves_alphas_and_edge_weights(splits, tmp_path):
     space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1))
     env = SearchEnv(space=space, binarizer=NoBinarizer(), input_shape=data.input_shape,
                     num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
-                    splits=sp, reporter=_Recorder(tmp_path))
+                    splits=sp, reporter=RecordingReporter(tmp_path))
     strategy = PcDartsStrategy(PcDartsConfig(epochs=2, max_steps=2, warmup_epochs=1,
                                              partial_k=2))
     assert strategy.check_compatible(space, NoBinarizer()) is None
