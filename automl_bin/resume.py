@@ -4,9 +4,11 @@ Every search epoch ends with an atomic ``search_checkpoint.pt`` in the run folde
 strategy's state, the RNG states (torch, Python, NumPy), the per-epoch metrics and
 operation-weight snapshots so far, the search seconds spent, and the run's announcements (its
 MLflow run id). `find_resume_point` turns a run folder or a checkpoint file (the CLI also
-accepts an MLflow run id) into a `ResumePoint`; the runner then rebuilds the strategy, loads that state, restores the RNGs
-and continues with the next epoch in the same folder and the same MLflow run, so a resumed CPU
-search derives the same genotype as an uninterrupted one. Checkpoints are read with
+accepts an MLflow run id) into a `ResumePoint`; the runner then rebuilds the strategy, loads
+that state, restores the RNGs and continues with the next epoch in the same folder and the same
+MLflow run, so a resumed CPU search derives the same genotype as an uninterrupted one. A run
+stopped while retraining skips its finished search and hands the estimator its last
+``retrain_checkpoint.pt`` (`automl_bin.interfaces.EstimationEnv.resume`). Checkpoints are read with
 ``torch.load(weights_only=True)``: a checkpoint file cannot execute code.
 """
 
@@ -23,7 +25,7 @@ import attrs
 from automl_bin.errors import UsageError
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "ResumePoint", "capture_rng", "find_resume_point",
-           "load_checkpoint", "restore_rng"]
+           "load_checkpoint", "load_state", "restore_rng"]
 
 CHECKPOINT = "search_checkpoint.pt"
 #: bumped when the checkpoint layout changes incompatibly
@@ -72,19 +74,24 @@ def restore_rng(state: Mapping[str, Any]) -> None:
                          n["has_gauss"], n["gauss"]))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint safely (no pickle code execution), or explain why it cannot be."""
+def load_state(path: Path) -> Any:
+    """Read any checkpoint file safely (no pickle code execution), or explain why it cannot be."""
     import pickle
 
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise UsageError(f"Checkpoint {str(path)!r} cannot be read ({detail}). It is truncated, "
                          "corrupt, or not an automl-bin checkpoint; automl-bin only loads plain "
                          "tensors and data from checkpoints (weights_only), never code.") from exc
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a search checkpoint safely, or explain why it cannot be resumed."""
+    state = load_state(path)
     if not isinstance(state, dict) or "epoch" not in state or "strategy" not in state:
         raise UsageError(f"{str(path)!r} is not an automl-bin search checkpoint (no epoch and "
                          "strategy state).")

@@ -38,7 +38,8 @@ from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
-from automl_bin.resume import CHECKPOINT, CHECKPOINT_FORMAT, ResumePoint, capture_rng, restore_rng
+from automl_bin.resume import (CHECKPOINT, CHECKPOINT_FORMAT, ResumePoint, capture_rng,
+                               load_state, restore_rng)
 from automl_bin.run_info import RunInfo, SuiteInfo
 from automl_bin.run_plots import (OpWeightSnapshot, snapshot_op_weights, write_curves,
                                   write_search_plots)
@@ -68,8 +69,12 @@ class RunResult:
 class PhaseReporter:
     """The `automl_bin.interfaces.Reporter` of one phase: turns calls into hook calls."""
 
-    def __init__(self, plugins: PluginSet, run: RunInfo, phase: str, progress: Progress) -> None:
+    def __init__(self, plugins: PluginSet, run: RunInfo, phase: str, progress: Progress, *,
+                 mark_logged: bool = False) -> None:
         self.plugins = plugins
+        #: record each reported epoch in the run folder (`_logged_marker`); the search loop
+        #: does it itself, since estimators nested in a search report through it too
+        self.mark_logged = mark_logged
         self.run = run
         self.phase = phase
         self.progress = progress
@@ -87,9 +92,15 @@ class PhaseReporter:
         self.progress.info(_epoch_line(self.phase, epoch, metrics))
         call_observers(self.plugins, "on_epoch_end", run=self.run, phase=self.phase, epoch=epoch,
                        metrics=dict(metrics))
+        if self.mark_logged:  # reached the trackers: a resumed run does not report it again
+            write_text_atomic(self.run.run_dir / _logged_marker(self.phase), str(epoch))
 
-    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
-        return save_atomic(state, self.run.run_dir / name)
+    def save_checkpoint(self, state: Mapping[str, Any], name: str | None = None) -> Path:
+        name = name or f"{self.phase}_checkpoint.pt"
+        if name == CHECKPOINT:
+            raise ValueError(f"{CHECKPOINT} is the runner's search checkpoint; a strategy returns "
+                             "its state from state_dict() and the runner saves it.")
+        return _save_checkpoint(state, self.run.run_dir / name)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         call_observers(self.plugins, "on_artifact", run=self.run, phase=self.phase,
@@ -175,25 +186,46 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
-    """Write the search checkpoint; a full disk stops the run resumably, with the fix."""
+def _save_checkpoint(state: Mapping[str, Any], path: Path) -> Path:
+    """Write a checkpoint; a full disk stops the run resumably, with the fix."""
     try:
-        save_atomic(state, path)
+        return save_atomic(state, path)
     except OSError as exc:
         kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint exists yet"
-        raise StopRun(f"Could not write the search checkpoint {path} ({exc.strerror or exc}); "
+        raise StopRun(f"Could not write the checkpoint {path} ({exc.strerror or exc}); "
                       f"{kept}. Free space on that disk (or fix its permissions).") from exc
 
 
-#: the last search epoch whose metrics reached the observers (the checkpoint is written first)
-LOGGED_EPOCH = "search_logged_epoch"
+def _logged_marker(phase: str) -> str:
+    """The file holding the last epoch of ``phase`` whose metrics reached the observers
+    (checkpoints are written first, so a resumed run re-reports an epoch cut off between)."""
+    return f"{phase}_logged_epoch"
 
 
-def _logged_epoch(run_dir: Path) -> int:
+#: written once the search phase, its genotype and plots have reached the observers
+SEARCH_DONE = "search_done"
+
+
+def _logged_epoch(run_dir: Path, phase: str) -> int:
     try:
-        return int((run_dir / LOGGED_EPOCH).read_text(encoding="utf-8"))
+        return int((run_dir / _logged_marker(phase)).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return -1
+
+
+def _restore_reported(reporter: PhaseReporter, reported: Any, run_dir: Path) -> None:
+    """Put a resumed phase's reported epochs back in its curves, and report the last one
+    again when its logging was cut off (it was checkpointed first)."""
+    history = [(int(e), dict(m)) for e, m in reported or []]
+    if not history:
+        return
+    reporter.epochs.extend(history[:-1])
+    last, last_metrics = history[-1]
+    if _logged_epoch(run_dir, reporter.phase) < last:
+        reporter.log_epoch(last, last_metrics)
+        write_text_atomic(run_dir / _logged_marker(reporter.phase), str(last))
+    else:
+        reporter.epochs.append((last, last_metrics))
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -359,7 +391,10 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
         with _sigterm_as_interrupt():
             # ---- search ----
             phase = "search"
-            call_observers(plugins, "on_phase_start", run=info, phase=phase)
+            # stopped while retraining: the finished search is not reported again
+            search_done = resume is not None and (resume.run_dir / SEARCH_DONE).is_file()
+            if not search_done:
+                call_observers(plugins, "on_phase_start", run=info, phase=phase)
             reporter = PhaseReporter(plugins, info, phase, progress)
             env = SearchEnv(space=resolved.search_space, binarizer=resolved.binarizer,
                             input_shape=data.input_shape, num_classes=data.num_classes,
@@ -376,15 +411,15 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                 ckpt = resume.checkpoint
                 strategy.load_state_dict(ckpt["strategy"])
                 restore_rng(ckpt["rng"])
-                reporter.epochs.extend((int(e), dict(m)) for e, m in ckpt["epochs"])
                 weight_history.extend(OpWeightSnapshot(int(e), w) for e, w in ckpt["op_weights"])
                 first_epoch, seconds_before = resume.next_epoch, float(ckpt["search_seconds"])
-                progress.info(f"Resuming the search at epoch {first_epoch + 1} of {epochs}")
-                if _logged_epoch(run_dir) < resume.checkpoint["epoch"]:
-                    # stopped between the checkpoint and the logging of its epoch: log it now
-                    last, last_metrics = reporter.epochs.pop()
-                    reporter.log_epoch(last, last_metrics)
-                    write_text_atomic(run_dir / LOGGED_EPOCH, str(last))
+                if search_done:
+                    reporter.epochs.extend((int(e), dict(m)) for e, m in ckpt["epochs"])
+                else:
+                    if first_epoch < epochs:
+                        progress.info(f"Resuming the search at epoch {first_epoch + 1} of "
+                                      f"{epochs}")
+                    _restore_reported(reporter, ckpt["epochs"], run_dir)
             for epoch in range(first_epoch, epochs):
                 t0 = time.perf_counter()
                 metrics = dict(strategy.run_epoch(epoch))
@@ -404,35 +439,43 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                                   "announcements": _plain(info.announcements)},
                                  run_dir / CHECKPOINT)
                 reporter.log_epoch(epoch, metrics)
-                write_text_atomic(run_dir / LOGGED_EPOCH, str(epoch))
+                write_text_atomic(run_dir / _logged_marker(phase), str(epoch))
             genotype = strategy.derive()
-            summary["search_seconds"] = seconds_before + time.perf_counter() - t_search
             ddp_metrics = _check_same_alpha(strategy, dist)
-            write_text_atomic(run_dir / "genotype.json", genotype.to_json())
-            reporter.log_artifact(run_dir / "genotype.json")
-            if main:
-                write_search_plots(reporter, genotype=genotype,
-                                   op_names=resolved.search_space.op_names,
-                                   history=weight_history, epochs=reporter.epochs)
-            search_metrics = {"search_seconds": summary["search_seconds"],
-                              **strategy.final_metrics(), **ddp_metrics}
             progress.info(f"Genotype: {genotype}")
-            call_observers(plugins, "on_search_end", run=info, genotype=genotype,
-                           metrics=search_metrics)
-            call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
+            if search_done:
+                summary["search_seconds"] = seconds_before
+                progress.info("The search had finished; resuming the retraining.")
+            else:
+                summary["search_seconds"] = seconds_before + time.perf_counter() - t_search
+                write_text_atomic(run_dir / "genotype.json", genotype.to_json())
+                reporter.log_artifact(run_dir / "genotype.json")
+                if main:
+                    write_search_plots(reporter, genotype=genotype,
+                                       op_names=resolved.search_space.op_names,
+                                       history=weight_history, epochs=reporter.epochs)
+                search_metrics = {"search_seconds": summary["search_seconds"],
+                                  **strategy.final_metrics(), **ddp_metrics}
+                call_observers(plugins, "on_search_end", run=info, genotype=genotype,
+                               metrics=search_metrics)
+                call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
+                write_text_atomic(run_dir / SEARCH_DONE, genotype.to_json())
             phase = None
 
             # ---- retrain ----
             if resolved.retrain_estimator is not None:
                 phase = "retrain"
                 call_observers(plugins, "on_phase_start", run=info, phase=phase)
-                reporter = PhaseReporter(plugins, info, phase, progress)
+                reporter = PhaseReporter(plugins, info, phase, progress, mark_logged=True)
+                est_resume = _retrain_resume_state(resume)
+                if est_resume is not None:
+                    _restore_reported(reporter, est_resume.get("reported_epochs"), run_dir)
                 est_env = EstimationEnv(space=resolved.search_space, binarizer=resolved.binarizer,
                                         input_shape=data.input_shape, num_classes=data.num_classes,
                                         device=device, seed=exp.seed, splits=splits,
                                         fit="train_full", score="test", reporter=reporter,
                                         network=attrs.asdict(resolved.network), create=create,
-                                        dist=dist)
+                                        dist=dist, resume=est_resume)
                 estimate = resolved.retrain_estimator.estimate(genotype, est_env)
                 if main:
                     write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
@@ -470,6 +513,21 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
     return RunResult(run_dir=run_dir, genotype=genotype, summary=summary,
                      announcements=dict(info.announcements), estimate=estimate,
                      tags=dict(info.tags))
+
+
+def _retrain_resume_state(resume: ResumePoint | None) -> dict[str, Any] | None:
+    """The retrain phase's last checkpoint in a resumed run's folder (every rank reads rank
+    0's folder), or None when retraining had not finished an epoch."""
+    if resume is None:
+        return None
+    path = resume.run_dir / "retrain_checkpoint.pt"
+    if not path.is_file():
+        return None
+    state = load_state(path)
+    if not isinstance(state, dict):
+        raise UsageError(f"{str(path)!r} is not a retrain checkpoint; delete it to retrain from "
+                         "the beginning.")
+    return state
 
 
 def _check_same_alpha(strategy: Any, dist: distributed.DistContext | None) -> dict[str, float]:

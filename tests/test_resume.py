@@ -163,20 +163,7 @@ def test_tracking_server_lost_mid_search_stops_resumably_and_loses_no_epoch(tmp_
 
     plugins = make_plugins()
     recipe, uri = _recipe(tmp_path, name="outage")
-    real = tracker._log_metrics
-    calls = {"epochs": 0}
-
-    def flaky(client, run_id, metrics, step):
-        if "train_loss" in metrics:  # an epoch's metrics
-            calls["epochs"] += 1
-            if calls["epochs"] == 2:
-                raise ConnectionError("server gone")
-        return real(client, run_id, metrics, step)
-
-    # the sqlite store stands in for a server: treat it as remote and let the 2nd epoch fail
-    monkeypatch.setattr(tracker, "_is_remote", lambda uri: True)
-    monkeypatch.setattr(tracker, "_probe", lambda uri: None)
-    monkeypatch.setattr(tracker, "_log_metrics", flaky)
+    real = _lose_server_at_second_epoch(monkeypatch, lambda metrics: "train_loss" in metrics)
     with pytest.raises(StopRun, match="server gone.*automl-bin run --resume"):
         run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
     folder = max((tmp_path / "runs" / "outage").iterdir())
@@ -195,6 +182,26 @@ def test_tracking_server_lost_mid_search_stops_resumably_and_loses_no_epoch(tmp_
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.phase = 'search'")
     assert [s for s, _ in _history(client, search.info.run_id, "train_loss")] == list(range(EPOCHS))
+
+
+def _lose_server_at_second_epoch(monkeypatch, is_epoch):
+    """The sqlite store stands in for a server: treat it as remote and fail the logging of the
+    second batch of metrics ``is_epoch`` accepts. Returns the real logging function."""
+    import automl_bin_plugins.tracking.mlflow_tracker as tracker
+
+    real, calls = tracker._log_metrics, {"n": 0}
+
+    def flaky(client, run_id, metrics, step):
+        if is_epoch(metrics):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise ConnectionError("server gone")
+        return real(client, run_id, metrics, step)
+
+    monkeypatch.setattr(tracker, "_is_remote", lambda uri: True)
+    monkeypatch.setattr(tracker, "_probe", lambda uri: None)
+    monkeypatch.setattr(tracker, "_log_metrics", flaky)
+    return real
 
 
 def test_closed_tracking_port_stops_before_training(tmp_path):
@@ -249,3 +256,99 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert not list(folder.glob(".search_checkpoint.pt.*"))  # no temp file left behind
     monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
     assert find_resume_point(folder).checkpoint["epoch"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# interrupted while retraining
+# --------------------------------------------------------------------------------------------
+
+RETRAIN_EPOCHS = 3
+
+
+def _retrain_recipe(tmp_path, name):
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    text = tiny_recipe_text("darts", name=name, strategy_params={"epochs": 2, "max_steps": 2},
+                            retrain_params={"epochs": RETRAIN_EPOCHS, "max_steps": 2})
+    return parse_recipe(text, [f"tracking.uri={json.dumps(uri)}",
+                               f"experiment.output_dir={json.dumps(str(tmp_path / 'runs'))}"]), uri
+
+
+@pytest.fixture(scope="module")
+def straight_retrain(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("straight_retrain")
+    plugins = make_plugins()
+    recipe, uri = _retrain_recipe(tmp, "straight")
+    return run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False)), uri
+
+
+def _phase_run(client, parent_id, phase):
+    parent = client.get_run(parent_id)
+    (child,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.phase = '{phase}'")
+    return child
+
+
+@pytest.mark.parametrize("fault", ["sigterm", "tracking_lost"])
+def test_run_stopped_while_retraining_resumes_its_retraining(tmp_path, monkeypatch,
+                                                             straight_retrain, fault):
+    """Stopped after the first retrain epoch (SIGTERM), or when the tracking server goes away
+    while logging the second one: --resume skips the finished search, continues the retraining
+    from its checkpoint in the same MLflow runs, and ends with the uninterrupted run's test
+    accuracy and per-epoch metrics; no epoch is lost or logged twice."""
+    from mlflow.tracking import MlflowClient
+
+    import automl_bin_plugins.tracking.mlflow_tracker as tracker
+    from automl_bin.errors import StopRun
+
+    straight, straight_uri = straight_retrain
+    recipe, uri = _retrain_recipe(tmp_path, "stopped")
+    if fault == "sigterm":
+        module = types.ModuleType("sigterm_in_retrain")
+
+        @hookimpl
+        def on_epoch_end(run, phase, epoch):
+            if phase == "retrain" and epoch == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        module.on_epoch_end = on_epoch_end
+        plugins, stopped_at, error = make_plugins(("killer", module)), 0, RunInterrupted
+    else:
+        real = _lose_server_at_second_epoch(  # a retrain epoch's metrics
+            monkeypatch, lambda metrics: "test_acc" in metrics and "epoch_seconds" in metrics)
+        plugins, stopped_at, error = make_plugins(), 1, StopRun
+    with pytest.raises(error, match="automl-bin run --resume"):
+        run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
+    if fault == "tracking_lost":
+        monkeypatch.setattr(tracker, "_log_metrics", real)  # the server is back
+    folder = max((tmp_path / "runs" / "stopped").iterdir())
+    from automl_bin.resume import load_state
+
+    assert load_state(folder / "retrain_checkpoint.pt")["epoch"] == stopped_at
+    point = find_resume_point(folder)
+    plugins = make_plugins()
+    resumed = run(resolve(parse_recipe(point.recipe_text), plugins.registry), plugins,
+                  Progress(enabled=False), resume=point)
+
+    assert resumed.genotype == straight.genotype
+    assert resumed.summary["test_acc"] == straight.summary["test_acc"]
+    assert resumed.summary["test_loss"] == pytest.approx(straight.summary["test_loss"], abs=1e-6)
+    client, straight_client = MlflowClient(uri), MlflowClient(straight_uri)
+    parent_id = resumed.announcements["mlflow_run_id"]
+    assert parent_id == point.announcements["mlflow_run_id"]
+    assert client.get_run(parent_id).info.status == "FINISHED"
+    retrain = _phase_run(client, parent_id, "retrain")
+    want = _phase_run(straight_client, straight.announcements["mlflow_run_id"], "retrain")
+    assert retrain.info.status == "FINISHED"
+    for key in ("train_loss", "lr", "test_acc"):  # (test_acc is also logged at step 0 at the end)
+        got = _history(client, retrain.info.run_id, key)
+        expected = _history(straight_client, want.info.run_id, key)
+        assert [s for s, _ in got] == [s for s, _ in expected], key
+        assert sorted({s for s, _ in got}) == list(range(RETRAIN_EPOCHS)), key
+        assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6), key
+    search = _phase_run(client, parent_id, "search")
+    assert search.info.status == "FINISHED"
+    assert len(client.get_metric_history(search.info.run_id, "search_seconds")) == 1
+    assert [s for s, _ in _history(client, search.info.run_id, "train_loss")] == [0, 1]
+    assert (folder / "retrain" / "retrain_curves.png").is_file()
+

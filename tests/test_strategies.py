@@ -107,7 +107,7 @@ def test_retrain_estimator_learns_and_reports(splits, tmp_path):
     """Retraining a sampled genotype on learnable data beats chance and reports cost metrics."""
     data, sp = splits
     space = _space()
-    rec = RecordingReporter(tmp_path)
+    rec = RecordingReporter(tmp_path, phase="retrain")
     env = EstimationEnv(space=space, binarizer=NoBinarizer(), input_shape=data.input_shape,
                         num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
                         splits=sp, fit="train_full", score="test", reporter=rec,
@@ -130,7 +130,7 @@ def test_two_step_and_teacher_retrain(splits, tmp_path):
     data, sp = splits
     space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1,
                                    ops="binary"))
-    rec = RecordingReporter(tmp_path)
+    rec = RecordingReporter(tmp_path, phase="retrain")
     env = EstimationEnv(space=space, binarizer=XnorBinarizer(), input_shape=data.input_shape,
                         num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
                         splits=sp, fit="train_full", score="test", reporter=rec,
@@ -146,6 +146,60 @@ def test_two_step_and_teacher_retrain(splits, tmp_path):
     assert all(c.binarize_weight for c in convs)  # step 2 ends fully binary
     assert est.metrics["model_bits"] < 32 * est.metrics["params"]
     assert est.metrics["memory_saving"] > 1.0
+
+
+class _KeepingReporter(RecordingReporter):
+    """Keeps a weights_only copy of every checkpoint the estimator saves."""
+
+    def __init__(self, work_dir) -> None:
+        super().__init__(work_dir, phase="retrain")
+        self.states: list[dict] = []
+
+    def save_checkpoint(self, state, name=None):
+        path = super().save_checkpoint(state, name)
+        self.states.append(torch.load(path, weights_only=True))
+        return path
+
+
+def test_retrain_resumes_after_any_epoch_of_any_stage(splits, tmp_path):
+    """Teacher, step 1 and step 2, two epochs each: continuing from the checkpoint of any epoch
+    reports the remaining epochs and ends with the weights and score of the uninterrupted run."""
+    from automl_bin_plugins.binarizers.xnor import XnorBinarizer
+
+    data, sp = splits
+    space = DartsSpace(DartsConfig(layers=2, init_channels=4, nodes=2, stem_multiplier=1,
+                                   ops="binary"))
+    genotype = space.sample_genotype(random.Random(1))
+    cfg = RetrainConfig(epochs=2, step1_epochs=2, two_step=True, teacher="real",
+                        teacher_epochs=2, max_steps=2, optimizer="adamw", lr=1e-3,
+                        drop_path_prob=0.2)
+
+    def estimate(reporter, resume=None):
+        env = EstimationEnv(space=space, binarizer=XnorBinarizer(), input_shape=data.input_shape,
+                            num_classes=data.num_classes, device=torch.device("cpu"), seed=0,
+                            splits=sp, fit="train_full", score="test", reporter=reporter,
+                            network={"layers": 2, "init_channels": 4, "stem_multiplier": 1},
+                            create=lambda kind, name, config=None: NoBinarizer(), resume=resume)
+        return RetrainEstimator(cfg).estimate(genotype, env)
+
+    straight_rec = _KeepingReporter(tmp_path / "straight")
+    straight = estimate(straight_rec)
+    assert [s["stage"] for s in straight_rec.states] == ["teacher"] * 2 + ["step1"] * 2 + ["final"] * 2
+    drop = lambda m: {k: v for k, v in m.items() if k != "epoch_seconds"}  # noqa: E731
+    for k, state in enumerate(straight_rec.states[:-1]):
+        rec = RecordingReporter(tmp_path / f"resumed{k}", phase="retrain")
+        resumed = estimate(rec, resume=state)
+        assert [e for e, _ in rec.epochs] == list(range(k + 1, 6)), k
+        for (_, got), (_, want) in zip(rec.epochs, straight_rec.epochs[k + 1:]):
+            assert drop(got) == pytest.approx(drop(want), abs=1e-6), k
+        assert resumed.metrics["test_acc"] == straight.metrics["test_acc"]
+        assert resumed.metrics["test_loss"] == pytest.approx(straight.metrics["test_loss"], abs=1e-6)
+        for (name, a), b in zip(straight.model.state_dict().items(),
+                                resumed.model.state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), atol=1e-6), (k, name)
+    bad = dict(straight_rec.states[0], stage="step9")
+    with pytest.raises(ValueError, match="Delete it from the run folder"):
+        estimate(RecordingReporter(tmp_path / "bad", phase="retrain"), resume=bad)
 
 
 def test_pc_darts_moves_alphas_and_edge_weights(splits, tmp_path):

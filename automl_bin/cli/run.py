@@ -29,8 +29,8 @@ Examples:
                    "of its search/retrain runs, or a suite); --set still applies.")
 @click.option("--resume", "resume", default=None, metavar="RUN",
               help="Continue an interrupted run (a run folder, its search_checkpoint.pt or its "
-                   "MLflow run id) after its last finished search epoch, in the same folder "
-                   "and MLflow run.")
+                   "MLflow run id) after its last finished search or retrain epoch, in the "
+                   "same folder and MLflow run.")
 @click.option("--uri", default=None, metavar="URI",
               help="With --from-run or --resume: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")

@@ -57,6 +57,12 @@ class EstimationEnv:
     #: averages its gradients over ranks with `automl_bin.distributed`, and the training
     #: splits already yield only this rank's slice of each batch
     dist: DistContext | None = None
+    #: when an interrupted run is resumed (``automl-bin run --resume``): the last state this
+    #: estimator passed to ``reporter.save_checkpoint`` (read with weights_only); continue after
+    #: it instead of starting over. Put ``reported_epochs = [[epoch, metrics], ...]`` (every
+    #: epoch reported so far, the one about to be reported included) in that state, and the
+    #: runner restores the phase's curves and re-reports an epoch whose logging was cut off.
+    resume: Mapping[str, Any] | None = None
 
 
 @attrs.frozen(kw_only=True)

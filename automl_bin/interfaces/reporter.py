@@ -29,8 +29,13 @@ class Reporter(Protocol):
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Report a finished epoch of a loop the component owns (e.g. retraining)."""
 
-    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
-        """Write ``state`` atomically (temp file + rename) into the run folder; returns the path."""
+    def save_checkpoint(self, state: Mapping[str, Any], name: str | None = None) -> Path:
+        """Write ``state`` atomically (temp file + rename) into the run folder; returns the path.
+
+        The default name is ``<phase>_checkpoint.pt``; what an estimator last saved under it is
+        handed back as ``EstimationEnv.resume`` when the run is resumed. Tensors and plain data
+        only: checkpoints are read with ``torch.load(weights_only=True)``. (A strategy's state
+        is checkpointed by the runner through ``Strategy.state_dict``.)"""
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Attach the file ``path`` to this phase's tracked run, under ``artifact_path``."""

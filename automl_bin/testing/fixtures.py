@@ -297,9 +297,13 @@ class RecordingReporter:
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.epochs.append((epoch, dict(metrics)))
 
-    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
+    def save_checkpoint(self, state: Mapping[str, Any], name: str | None = None) -> Path:
         from automl_bin.checkpoint import save_atomic
 
+        name = name or f"{self.phase}_checkpoint.pt"
+        if name == "search_checkpoint.pt":  # as the runner's reporter does
+            raise ValueError("search_checkpoint.pt is the runner's search checkpoint; a strategy "
+                             "returns its state from state_dict() and the runner saves it.")
         path = save_atomic(state, self.work_dir / name)
         self.checkpoints.append(path)
         return path

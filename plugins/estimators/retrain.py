@@ -81,8 +81,34 @@ class _Stage:
     binary_weights: bool
 
 
+#: bumped when the layout of ``retrain_checkpoint.pt`` changes incompatibly
+RETRAIN_CHECKPOINT_FORMAT = 1
+
+
+@attrs.define
+class _Progress:
+    """What carries over from stage to stage (and through a checkpoint)."""
+
+    #: the global step (epoch counter over all stages) the next stage starts at
+    step: int = 0
+    #: the last evaluation on the scoring split
+    scored: dict[str, float] = attrs.field(factory=dict)
+    #: ``[[step, metrics], ...]`` of every epoch reported so far
+    reported: list[list[Any]] = attrs.field(factory=list)
+    #: training seconds spent before this process (a resumed run's earlier part)
+    seconds_before: float = 0.0
+    #: the finished teacher's weights, saved with every later checkpoint
+    teacher_state: Any = None
+
+
 class RetrainEstimator(Estimator):
-    """Trains ``space.build_network(genotype)`` and returns its accuracy, size and cost."""
+    """Trains ``space.build_network(genotype)`` and returns its accuracy, size and cost.
+
+    Every epoch of the final retraining (``fit = "train_full"``) ends with
+    ``retrain_checkpoint.pt`` (stage, epoch, weights, optimizer, scheduler, RNG states and the
+    finished teacher); given it as ``env.resume`` the estimator continues after that epoch and
+    ends as an uninterrupted run would. Inside a search the search checkpoint covers it.
+    """
 
     Config = RetrainConfig
     supports_data_parallel = True
@@ -98,31 +124,63 @@ class RetrainEstimator(Estimator):
         torch.manual_seed(env.seed)
         net = self._build(genotype, env, env.binarizer)
         cost = report(net, env.input_shape)
+        stages: list[_Stage] = []
         teacher = None
-        step = 0
         if cfg.teacher == "real" and env.binarizer.is_binary:
             if env.create is None:
                 raise ValueError("teacher = 'real' needs env.create to build the real binarizer")
             teacher = self._build(genotype, env, env.create("binarizer", "none"))
-            step, _ = self._train(teacher, env, _Stage("teacher", cfg.teacher_epochs,
-                                                       cfg.weight_decay, True), None, step)
-            teacher.eval()
-        stages = [_Stage("final", cfg.epochs, cfg.weight_decay, True)]
+            stages.append(_Stage("teacher", cfg.teacher_epochs, cfg.weight_decay, True))
         if cfg.two_step and env.binarizer.is_binary:
             wd1 = cfg.weight_decay if cfg.step1_weight_decay is None else cfg.step1_weight_decay
-            stages.insert(0, _Stage("step1", cfg.step1_epochs, wd1, False))
-        scored: dict[str, float] = {}
-        for stage in stages:
-            set_weight_binarization(net, stage.binary_weights)
-            step, scored = self._train(net, env, stage, teacher, step)
+            stages.append(_Stage("step1", cfg.step1_epochs, wd1, False))
+        stages.append(_Stage("final", cfg.epochs, cfg.weight_decay, True))
+
+        progress = _Progress()
+        resume_at = -1  # index of the stage the checkpoint was written in
+        if env.resume is not None:
+            progress, resume_at = self._resume_point(env.resume, stages)
+            if teacher is not None and progress.teacher_state is not None:
+                teacher.load_state_dict(progress.teacher_state)
+                teacher.eval()
+        for index, stage in enumerate(stages):
+            if index < resume_at:
+                continue
+            model = teacher if stage.name == "teacher" else net
+            assert model is not None
+            if stage.name != "teacher":
+                set_weight_binarization(net, stage.binary_weights)
+            self._train(model, env, stage, teacher if stage.name != "teacher" else None,
+                        progress, env.resume if index == resume_at else None, start)
+            if stage.name == "teacher":
+                assert teacher is not None
+                teacher.eval()
+                progress.teacher_state = teacher.state_dict()
+        scored = progress.scored
         metrics = {
             f"{env.score}_acc": scored[f"{env.score}_acc"],
             f"{env.score}_loss": scored[f"{env.score}_loss"],
             **cost.metrics(),
-            "retrain_seconds": time.perf_counter() - start,
+            "retrain_seconds": progress.seconds_before + time.perf_counter() - start,
         }
         return Estimate(genotype=genotype, score=metrics[f"{env.score}_acc"], metrics=metrics,
                         model=net)
+
+    @staticmethod
+    def _resume_point(state: Any, stages: list[_Stage]) -> tuple[_Progress, int]:
+        """The carried-over progress and the stage index of a retrain checkpoint."""
+        names = [s.name for s in stages]
+        if state.get("format") != RETRAIN_CHECKPOINT_FORMAT or state.get("stage") not in names:
+            raise ValueError(
+                "The retrain checkpoint was written by another automl-bin version or another "
+                f"[retrain] configuration (stage {state.get('stage')!r}, format "
+                f"{state.get('format')!r}; this run has stages {names}). Delete it from the run "
+                "folder to retrain from the beginning.")
+        progress = _Progress(step=int(state["step"]), scored=dict(state["scored"]),
+                             reported=[[int(e), dict(m)] for e, m in state["reported_epochs"]],
+                             seconds_before=float(state["seconds"]),
+                             teacher_state=state.get("teacher"))
+        return progress, names.index(state["stage"])
 
     def _build(self, genotype: Genotype, env: EstimationEnv, binarizer: Any) -> nn.Module:
         return env.space.build_network(genotype, env.input_shape, env.num_classes, binarizer,
@@ -138,16 +196,19 @@ class RetrainEstimator(Estimator):
         return torch.optim.AdamW(params, lr=self.config.lr, weight_decay=weight_decay)
 
     def _train(self, net: nn.Module, env: EstimationEnv, stage: _Stage,
-               teacher: nn.Module | None, step: int) -> tuple[int, dict[str, float]]:
-        """Train ``net`` for one stage, reporting each epoch at global step ``step + epoch``.
+               teacher: nn.Module | None, progress: _Progress, restore: Any,
+               start: float) -> None:
+        """Train ``net`` for one stage, reporting each epoch at global step
+        ``progress.step + epoch``; ``restore`` is a checkpoint of this stage to continue from.
 
-        Returns the next global step and the last evaluation on the scoring split.
+        Leaves the next stage's global step and the last evaluation in ``progress``.
         """
         import torch
         import torch.nn.functional as F
 
         from automl_bin import distributed
         from automl_bin.nn.features import capture_features
+        from automl_bin.resume import restore_rng
         from automl_bin.training import RunningMeter, evaluate
 
         cfg = self.config
@@ -157,11 +218,20 @@ class RetrainEstimator(Estimator):
         opt = self._optimizer(net, stage.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, stage.epochs * steps), eta_min=cfg.lr_min)
+        first_epoch = 0
+        if restore is not None:
+            net.load_state_dict(restore["model"])
+            opt.load_state_dict(restore["optimizer"])
+            sched.load_state_dict(restore["scheduler"])
+            restore_rng(restore["rng"])
+            first_epoch = int(restore["epoch"]) + 1
+            env.reporter.info(f"Resuming retraining: stage {stage.name}, epoch "
+                              f"{first_epoch + 1} of {stage.epochs}")
         params = [p for p in net.parameters() if p.requires_grad]
         distributed.broadcast_module(net, env.dist)  # a guard: the seeds already agree
         binarizer = env.binarizer if stage.name != "teacher" else None
-        scored: dict[str, float] = {}
-        for epoch in range(stage.epochs):
+        step = progress.step
+        for epoch in range(first_epoch, stage.epochs):
             t0 = time.perf_counter()
             if hasattr(net, "set_drop_path"):
                 net.set_drop_path(cfg.drop_path_prob * epoch / stage.epochs)
@@ -207,11 +277,27 @@ class RetrainEstimator(Estimator):
             last = epoch + 1 == stage.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last:
                 scored = evaluate(net, env.splits[env.score].batches(0, shuffle=False), env.score)
+                progress.scored = dict(scored)
                 metrics.update({prefix + k: v for k, v in scored.items()})
             metrics["epoch_seconds"] = time.perf_counter() - t0
-            env.reporter.save_checkpoint(
-                {"stage": stage.name, "epoch": epoch, "model": net.state_dict(),
-                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
-                name="retrain_checkpoint.pt")
+            progress.reported.append([step + epoch, metrics])
+            if env.fit == "train_full":  # the final retraining (in a search, its checkpoint rules)
+                self._checkpoint(env, stage, epoch, step, net, opt, sched, progress, start)
             env.reporter.log_epoch(step + epoch, metrics)
-        return step + stage.epochs, scored
+        progress.step = step + stage.epochs
+
+    @staticmethod
+    def _checkpoint(env: EstimationEnv, stage: _Stage, epoch: int, step: int, net: nn.Module,
+                    opt: Any, sched: Any, progress: _Progress, start: float) -> None:
+        """Written before the epoch is reported: a resumed run re-reports it if that was cut
+        off."""
+        from automl_bin.resume import capture_rng
+
+        env.reporter.save_checkpoint({
+            "format": RETRAIN_CHECKPOINT_FORMAT, "stage": stage.name, "epoch": epoch,
+            "step": step, "model": net.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": capture_rng(),
+            "scored": dict(progress.scored), "reported_epochs": progress.reported,
+            "seconds": progress.seconds_before + time.perf_counter() - start,
+            **({"teacher": progress.teacher_state} if progress.teacher_state is not None else {}),
+        })
