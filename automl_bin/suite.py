@@ -9,7 +9,8 @@ A recipe becomes a *suite* when it has any of
 - a ``[sweep]`` grid: dotted recipe keys mapped to lists of values
   (``"strategy.beta_p" = [0.0, 0.5]``); every combination runs, for every member;
 - ``[experiment] seeds``: a count (seeds ``seed, seed+1, ...``) or a list of seeds; every member
-  and grid point runs once per seed.
+  and grid point runs once per seed. Runs go seed by seed (every member and grid point on the
+  first seed, then on the next), so a suite stopped early still has a complete comparison.
 
 ``[data]``, ``[experiment]`` and ``[tracking]`` are shared by every run: the same data set,
 split rule and budget for all, which is what makes the comparison fair. Expansion is pure data
@@ -249,14 +250,17 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
                          f"{len(points)} grid point(s) x {len(seed_list)} seed(s)), more than "
                          f"{MAX_RUNS}; shrink the [sweep] grid or the seeds.")
 
-    out: list[Member] = []
-    for table, label in zip(member_tables, labels):
+    member_raws = []
+    for table in member_tables:
         member_raw = _merge_member(base, table)
         # --set applies to every member, also to sections a member replaced
-        member_raw = apply_overrides(member_raw, [o for o in overrides
-                                                  if o.split(".", 1)[0] in MEMBER_SECTIONS])
-        for point in points:
-            for seed in seed_list:
+        member_raws.append(apply_overrides(member_raw, [o for o in overrides
+                                                        if o.split(".", 1)[0] in MEMBER_SECTIONS]))
+    out: list[Member] = []
+    # seed by seed: a suite stopped early still compares every member on the first seeds
+    for seed in seed_list:
+        for member_raw, label in zip(member_raws, labels):
+            for point in points:
                 run_raw = copy.deepcopy(member_raw)
                 swept = dict(zip(grid, point))
                 for key, value in swept.items():

@@ -52,7 +52,8 @@ retrain.epochs = [1, 2, 3]
 """, ["experiment.seeds=2"])
     assert plan.is_suite and plan.sweep_keys == ("strategy.max_steps", "retrain.epochs")
     assert len(plan.members) == 2 * 2 * 3 * 2
-    assert {m.seed for m in plan.members} == {5, 6}
+    # seed by seed: the first 12 runs are every member and grid point on the first seed
+    assert [m.seed for m in plan.members] == [5] * 12 + [6] * 12
     d = [m for m in plan.members if m.label == "d"][0]
     r = [m for m in plan.members if m.label == "r"][0]
     # same plugin: the member updates the base section; another plugin starts from its defaults
