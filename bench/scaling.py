@@ -4,13 +4,18 @@ Not a test. Times first-order DARTS search steps (`BilevelOptimizer.arch_step` +
 `weight_step`, i.e. what `darts` does per batch pair) on a small real-valued supernet (darts
 space, 3 cells, C = 8, 3 nodes; input 1×16×16; global batch 64 of synthetic data), first in one
 process, then in two torchrun processes that each take half of every batch and average their
-gradients (`automl_bin.distributed`). Every process has one thread. Prints ONE JSON line:
+gradients (`automl_bin.distributed`). Every process has one thread. The two settings are
+measured ``--repeats`` times in alternation (so a passing load spike hits both) and the medians
+are compared. Prints ONE JSON line:
 
-    {"images_per_s_1proc": ..., "images_per_s_2proc": ..., "ratio": ...}
+    {"images_per_s_1proc": ..., "images_per_s_2proc": ..., "ratio": ..., "ratios": [...],
+     "repeats": ..., "load_avg_1min": ...}
 
-``ratio`` is 2proc / 1proc (on an otherwise idle 2-core machine ≥ 1.3 is expected).
+``ratio`` is median 2proc / median 1proc (on an otherwise idle 2-core machine ≥ 1.3 is
+expected), ``ratios`` the ratio of each alternating pair, ``load_avg_1min`` the machine's load
+when the benchmark started (anything else running skews the result).
 
-    python bench/scaling.py --steps 10
+    python bench/scaling.py --steps 20 --repeats 3
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,7 +99,8 @@ def measure(nproc: int, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating 1-/2-process runs")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64, help="global batch (split over ranks)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -102,9 +109,16 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    one, two = measure(1, args), measure(2, args)
+    load = os.getloadavg()[0]
+    ones, twos = [], []
+    for _ in range(max(1, args.repeats)):
+        ones.append(measure(1, args))
+        twos.append(measure(2, args))
+    one, two = statistics.median(ones), statistics.median(twos)
     print(json.dumps({"images_per_s_1proc": round(one, 2), "images_per_s_2proc": round(two, 2),
-                      "ratio": round(two / one, 3)}))
+                      "ratio": round(two / one, 3),
+                      "ratios": [round(b / a, 3) for a, b in zip(ones, twos)],
+                      "repeats": len(ones), "load_avg_1min": round(load, 2)}))
 
 
 if __name__ == "__main__":
