@@ -137,3 +137,54 @@ def test_two_process_search_and_retrain(tmp_path: Path) -> None:
     search = [r for r in runs if r.info.run_name == "search"]
     assert len(search) == 1 and search[0].data.metrics["ddp_alpha_max_diff"] == 0.0
     assert len(list((tmp_path / "runs" / "ddp").iterdir())) == 1  # one run folder
+
+
+@pytest.mark.slow
+def test_two_processes_resume_a_run_stopped_while_retraining(tmp_path: Path) -> None:
+    """A run stopped by SIGTERM after its first retrain epoch continues in 2 torchrun
+    processes: every rank reads rank 0's checkpoints, and the one tracked run ends FINISHED with
+    each retrain epoch logged once."""
+    import signal
+    import types
+
+    from mlflow.tracking import MlflowClient
+
+    from automl_bin import hookimpl
+    from automl_bin.progress import Progress
+    from automl_bin.recipe import parse_recipe, resolve
+    from automl_bin.runner import RunInterrupted, run
+    from automl_bin.testing import make_plugins, tiny_recipe_text
+
+    doc = tomllib.loads(tiny_recipe_text("darts", name="ddp_resume",
+                                         retrain_params={"epochs": 2, "max_steps": 2}))
+    doc["experiment"]["output_dir"] = str(tmp_path / "runs")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    doc["tracking"]["uri"] = uri
+    killer = types.ModuleType("sigterm_in_retrain")
+
+    @hookimpl
+    def on_epoch_end(run, phase, epoch):
+        if phase == "retrain" and epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    killer.on_epoch_end = on_epoch_end
+    plugins = make_plugins(("killer", killer))
+    with pytest.raises(RunInterrupted):
+        run(resolve(parse_recipe(tomli_w.dumps(doc)), plugins.registry), plugins,
+            Progress(enabled=False))
+    (folder,) = (tmp_path / "runs" / "ddp_resume").iterdir()
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(_free_port()), "-m", "automl_bin", "run", "--resume", str(folder),
+         "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '"status": "FINISHED"' in (folder / "summary.json").read_text()
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len([r for r in runs if r.data.tags.get("automl_bin.role") == "run"]) == 1
+    (retrain,) = [r for r in runs if r.info.run_name == "retrain"]
+    assert retrain.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(retrain.info.run_id, "train_loss")]
+    assert sorted(steps) == [0, 1]
