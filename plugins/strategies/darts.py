@@ -17,6 +17,7 @@ import attrs
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import Genotype, SearchEnv, Strategy
+from automl_bin_plugins.strategies.optimizer_keys import BilevelKeys
 
 __all__ = ["DartsStrategy", "DartsConfig"]
 
@@ -25,24 +26,14 @@ _gt0 = attrs.validators.gt(0)
 
 
 @attrs.frozen(kw_only=True)
-class DartsConfig:
+class DartsConfig(BilevelKeys):
+    # lr, lr_min, momentum, weight_decay, grad_clip, arch_*: see optimizer_keys
     #: search epochs (DARTS CIFAR: 50)
     epochs: int = attrs.field(default=50, validator=attrs.validators.ge(1))
     #: 1 = first-order (∇_α L_val at the current w), 2 = unrolled second order
     order: Literal[1, 2] = 1
     #: epochs at the start during which only the weights train (PC-DARTS: 15, DARTS: 0)
     warmup_epochs: int = attrs.field(default=0, validator=_ge0)
-    #: weight SGD: initial lr, cosine-annealed to lr_min (DARTS: 0.025 → 0.001)
-    lr: float = attrs.field(default=0.025, validator=_gt0)
-    lr_min: float = attrs.field(default=0.001, validator=_ge0)
-    momentum: float = attrs.field(default=0.9, validator=_ge0)
-    weight_decay: float = attrs.field(default=3e-4, validator=_ge0)
-    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
-    #: Adam on α (DARTS: lr 3e-4, betas (0.5, 0.999), wd 1e-3)
-    arch_lr: float = attrs.field(default=3e-4, validator=_gt0)
-    arch_beta1: float = attrs.field(default=0.5, validator=_ge0)
-    arch_beta2: float = attrs.field(default=0.999, validator=_ge0)
-    arch_weight_decay: float = attrs.field(default=1e-3, validator=_ge0)
     #: finite-difference step of the second-order HVP, scaled by 1/‖v‖
     fd_eps: float = attrs.field(default=0.01, validator=_gt0)
     #: stop each epoch after this many steps (0 = the whole training split); for quick tries
@@ -57,19 +48,16 @@ class DartsStrategy(Strategy):
 
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
-        from automl_bin.search.bilevel import ArchConfig, BilevelOptimizer
-        from automl_bin.training import SgdConfig, make_sgd
+        from automl_bin.search.bilevel import BilevelOptimizer
+        from automl_bin.training import make_sgd
 
         cfg = self.config
         self.supernet = env.space.build_supernet(env.input_shape, env.num_classes,
                                                  env.binarizer, self.supernet_options()
                                                  ).to(env.device)
-        self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
-                             weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        self.sgd = cfg.sgd_config()
         w_opt = make_sgd(self.supernet.weight_parameters(), self.sgd)
-        arch = ArchConfig(lr=cfg.arch_lr, beta1=cfg.arch_beta1, beta2=cfg.arch_beta2,
-                          weight_decay=cfg.arch_weight_decay)
-        self.bilevel = BilevelOptimizer(self.supernet, w_opt, arch, order=cfg.order,
+        self.bilevel = BilevelOptimizer(self.supernet, w_opt, cfg.arch_config(), order=cfg.order,
                                         grad_clip=cfg.grad_clip, fd_eps=cfg.fd_eps,
                                         dist=env.dist, **self.loss_functions())
 

@@ -70,6 +70,7 @@ import attrs
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import Binarizer, Genotype, SearchEnv, SearchSpace, Strategy
+from automl_bin_plugins.strategies.optimizer_keys import BilevelKeys
 
 if TYPE_CHECKING:
     import torch
@@ -91,7 +92,9 @@ def _one_of(*values: Any) -> Any:
 
 
 @attrs.frozen(kw_only=True)
-class DcpNasConfig:
+class DcpNasConfig(BilevelKeys):
+    # lr, lr_min, momentum, weight_decay (the real-valued Parent's), grad_clip, arch_* (Adam on
+    # α and α̂): see optimizer_keys
     # -- schedule ---------------------------------------------------------------------------------
     #: "alternate" (Alg. 10: Parent phase, Child phase, per round) or "interleaved" (both per batch)
     schedule: Literal["alternate", "interleaved"] = attrs.field(
@@ -148,20 +151,8 @@ class DcpNasConfig:
     # -- supernets and optimizers -----------------------------------------------------------------
     #: PC-DARTS partial channels for both supernets (1 = off; 4 at paper scale)
     partial_k: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    #: weight SGD, cosine-annealed from lr to lr_min (DARTS: 0.025 → 0.001)
-    lr: float = attrs.field(default=0.025, validator=_gt0)
-    lr_min: float = attrs.field(default=0.001, validator=_ge0)
-    momentum: float = attrs.field(default=0.9, validator=_ge0)
-    #: weight decay of the real-valued Parent
-    weight_decay: float = attrs.field(default=3e-4, validator=_ge0)
     #: weight decay of the Child's latent weights (spec: 0)
     child_weight_decay: float = attrs.field(default=0.0, validator=_ge0)
-    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
-    #: Adam on α and α̂ (DARTS: lr 3e-4, betas (0.5, 0.999), wd 1e-3)
-    arch_lr: float = attrs.field(default=3e-4, validator=_gt0)
-    arch_beta1: float = attrs.field(default=0.5, validator=_ge0)
-    arch_beta2: float = attrs.field(default=0.999, validator=_ge0)
-    arch_weight_decay: float = attrs.field(default=1e-3, validator=_ge0)
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -280,14 +271,14 @@ class DcpNasStrategy(Strategy):
     # -- setup --------------------------------------------------------------------------------
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
-        from automl_bin.search.bilevel import ArchConfig, BilevelOptimizer
+        from automl_bin.search.bilevel import BilevelOptimizer
         from automl_bin.search.decoupled import (
             DecoupledState,
             EdgeWeightNorms,
             arch_parameter_kinds,
         )
         from automl_bin.search.tangent import TangentEMA
-        from automl_bin.training import SgdConfig, make_sgd
+        from automl_bin.training import make_sgd
 
         cfg = self.config
         problem = self.check_compatible(env.space, env.binarizer)
@@ -302,10 +293,8 @@ class DcpNasStrategy(Strategy):
                                                options).to(env.device)
         self.child = env.space.build_supernet(env.input_shape, env.num_classes, env.binarizer,
                                               options).to(env.device)
-        self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
-                             weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
-        arch = ArchConfig(lr=cfg.arch_lr, beta1=cfg.arch_beta1, beta2=cfg.arch_beta2,
-                          weight_decay=cfg.arch_weight_decay)
+        self.sgd = cfg.sgd_config()
+        arch = cfg.arch_config()
         self.parent_bl = BilevelOptimizer(
             self.parent, make_sgd(self.parent.weight_parameters(), self.sgd), arch, order=1,
             grad_clip=cfg.grad_clip, dist=env.dist)

@@ -30,6 +30,7 @@ import attrs
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import Binarizer, Genotype, SearchEnv, SearchSpace, Strategy
+from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
 
 __all__ = ["RandomSearch"]
 
@@ -48,7 +49,8 @@ def _check_mode(inst: Any, _attr: attrs.Attribute, value: str) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class RandomConfig:
+class RandomConfig(WeightSgdKeys):
+    # lr, lr_min, momentum, weight_decay, grad_clip: the shared supernet's SGD (optimizer_keys)
     #: epochs; in "sampling" mode one sampled single-path architecture per epoch
     epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: "sampling": one path per epoch, trained, scored and credited to its ops, derive by the
@@ -62,12 +64,6 @@ class RandomConfig:
     estimator: str = "supernet"
     #: that estimator's own keys
     estimator_params: dict[str, Any] = attrs.field(factory=dict)
-    #: weight SGD of the shared supernet (cosine-annealed lr → lr_min)
-    lr: float = attrs.field(default=0.025, validator=_gt0)
-    lr_min: float = attrs.field(default=0.001, validator=_ge0)
-    momentum: float = attrs.field(default=0.9, validator=_ge0)
-    weight_decay: float = attrs.field(default=3e-4, validator=_ge0)
-    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
     #: stop each supernet epoch after this many steps (0 = whole training split)
     max_steps: int = attrs.field(default=0, validator=_ge0)
 
@@ -99,13 +95,12 @@ class RandomSearch(Strategy):
         self.weight_sharing = self.config.estimator == "supernet"
         self.supernet = None
         if self.weight_sharing:
-            from automl_bin.training import SgdConfig, make_sgd
+            from automl_bin.training import make_sgd
 
             cfg = self.config
             self.supernet = env.space.build_supernet(env.input_shape, env.num_classes,
                                                      env.binarizer).to(env.device)
-            self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
-                                 weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+            self.sgd = cfg.sgd_config()
             self.w_opt = make_sgd(self.supernet.weight_parameters(), self.sgd)
         self.pruner = None
         if self.config.mode == "sampling":

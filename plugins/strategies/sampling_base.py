@@ -24,6 +24,7 @@ import attrs
 
 from automl_bin.interfaces import Binarizer, Estimator, Genotype, SearchEnv, SearchSpace, Strategy
 from automl_bin.search.pruning import Architecture, OperationPruner, total_trials
+from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +44,7 @@ def _check_k0(_inst: Any, _attr: attrs.Attribute, value: int) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class SampledPathConfig:
+class SampledPathConfig(WeightSgdKeys):
     #: candidate ops per edge at the start; 0 = every op of the space (less the excluded ones),
     #: K < that keeps the first K in the space's op order (spec: K0 = 8)
     K0: int = attrs.field(default=0, validator=_check_k0)
@@ -56,13 +57,9 @@ class SampledPathConfig:
     reward_window: Literal["all", "round"] = "all"
     #: PC-DARTS partial channels: 1/partial_k of the channels go through each edge's op
     partial_k: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    #: weight SGD, cosine-annealed over all sampled epochs; no weight decay on the latent
-    #: weights of 1-bit convolutions
-    lr: float = attrs.field(default=0.025, validator=_gt0)
-    lr_min: float = attrs.field(default=0.001, validator=_ge0)
-    momentum: float = attrs.field(default=0.9, validator=_ge0)
+    #: weight SGD (optimizer_keys), cosine-annealed over all sampled epochs; no weight decay on
+    #: the latent weights of 1-bit convolutions
     weight_decay: float = attrs.field(default=0.0, validator=_ge0)
-    grad_clip: float = attrs.field(default=5.0, validator=_ge0)
     #: stop each sampled epoch after this many steps (0 = the whole training split)
     max_steps: int = attrs.field(default=0, validator=_ge0)
     #: score each sampled path on at most this many validation batches (0 = all)
@@ -281,14 +278,11 @@ class SampledPathStrategy(Strategy):
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
-        from automl_bin.training import SgdConfig
-
         cfg = self.config
         problem = self.check_compatible(env.space, env.binarizer)
         if problem:
             raise ValueError(f"{self.label} cannot run: {problem}")
-        self.sgd = SgdConfig(lr=cfg.lr, lr_min=cfg.lr_min, momentum=cfg.momentum,
-                             weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        self.sgd = cfg.sgd_config()
         self.trainees = self.build_trainees(env)
         self.pruner = OperationPruner(
             op_names=env.space.op_names, edges=cell_edges(env.space, self.trainees[0].net),
