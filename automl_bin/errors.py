@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = ["AutomlBinError", "UsageError", "PluginError", "DataNotFoundError", "StopRun",
            "suggest"]
@@ -18,6 +19,8 @@ class AutomlBinError(Exception):
     """Base class of every error automl-bin raises on purpose."""
 
     exit_code = 1
+    #: the folder of the run this error stopped, when it can be resumed from there
+    run_dir: Path | None = None
 
 
 class UsageError(AutomlBinError):

@@ -35,6 +35,9 @@ class SuiteInfo:
     artifacts: list[Path] = attrs.field(factory=list)
     announcements: dict[str, Any] = attrs.field(factory=dict)
     observer_state: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: set when the suite continues an interrupted one: that suite's announcements (e.g.
+    #: ``mlflow_suite_run_id``), so a tracker reopens the same suite run
+    resume: Mapping[str, Any] | None = None
 
     def announce(self, key: str, value: Any) -> None:
         """Publish a fact the CLI prints at the end of the suite (e.g. its MLflow run id)."""

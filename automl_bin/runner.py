@@ -492,17 +492,20 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
         status = "FAILED"
         summary["error"] = str(exc)
         _end(plugins, info, phase, status, summary, strategy)
-        raise StopRun(f"{exc} The run stopped with its last checkpoint kept in {run_dir}; when "
-                      f"the store is reachable again, continue it in the same tracked run with: "
-                      f"automl-bin run --resume {run_dir}") from exc
+        stop = StopRun(f"{exc} The run stopped with its last checkpoint kept in {run_dir}; when "
+                       f"the store is reachable again, continue it in the same tracked run with: "
+                       f"automl-bin run --resume {run_dir}")
+        stop.run_dir = run_dir
+        raise stop from exc
     except KeyboardInterrupt as exc:
         status = "KILLED"
         summary["error"] = "interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept"
         _end(plugins, info, phase, status, summary, strategy)
-        raise RunInterrupted(
+        interrupted = RunInterrupted(
             f"Run interrupted; it is marked KILLED and its last checkpoint is kept in {run_dir}. "
-            f"Continue it with: automl-bin run --resume {run_dir}"
-        ) from exc
+            f"Continue it with: automl-bin run --resume {run_dir}")
+        interrupted.run_dir = run_dir
+        raise interrupted from exc
     except BaseException as exc:
         status = "FAILED"
         summary["error"] = f"{type(exc).__name__}: {exc}"

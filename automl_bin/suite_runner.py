@@ -2,10 +2,15 @@
 
 Members run one after the other with the runner of a single recipe, each its own tracked run
 (nested under the suite's run in MLflow). A failed member is recorded as failed and the others
-still run; Ctrl-C or SIGTERM stops the suite after marking the current member KILLED. At the
-end the suite folder holds ``suite.json`` (every member's status, metrics, folder and run id),
-``compare.md``/``compare.csv`` (the comparison table), ``accuracy_vs_cost.png`` and, for a
-sweep, ``sweep_<key>.png`` per swept key; trackers attach them to the suite's run.
+still run; Ctrl-C or SIGTERM stops the suite after marking the current member KILLED. The suite
+folder's ``suite.json`` (every member's status, metrics, folder and run id) is rewritten after
+each member; at the end the folder also holds ``compare.md``/``compare.csv`` (the comparison
+table), ``accuracy_vs_cost.png`` and, for a sweep, ``sweep_<key>.png`` per swept key; trackers
+attach them to the suite's run.
+
+``automl-bin run --resume SUITE_FOLDER`` continues an interrupted suite (`find_suite_resume`):
+finished members are kept as they are, a member stopped with a checkpoint resumes from it, and
+the others run, all in the same suite folder and suite run.
 """
 
 from __future__ import annotations
@@ -26,15 +31,19 @@ from automl_bin.compare import (
     plot_sweep,
     safe_filename,
 )
-from automl_bin.errors import AutomlBinError
+from automl_bin.errors import AutomlBinError, UsageError
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, resolve
+from automl_bin.resume import find_resume_point
 from automl_bin.run_info import SuiteInfo
 from automl_bin.runner import RunInterrupted, new_run_dir, recipe_to_toml, run
 from automl_bin.suite import Member, SuitePlan
 
-__all__ = ["SuiteResult", "resolve_plan", "run_suite"]
+__all__ = ["SUITE_FILE", "SuiteResult", "SuiteResume", "find_suite_resume", "resolve_plan",
+           "run_suite"]
+
+SUITE_FILE = "suite.json"
 
 
 @attrs.frozen(kw_only=True)
@@ -46,10 +55,39 @@ class SuiteResult:
     announcements: dict[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen(kw_only=True)
+class SuiteResume:
+    """Where an interrupted suite continues: its folder, recipe and members so far."""
+
+    run_dir: Path
+    #: the suite's recipe file as it ran (its folder's recipe.toml)
+    recipe_text: str
+    #: ``suite.json``'s member entries, by run name
+    entries: dict[str, dict[str, Any]]
+    #: the suite's announcements (``mlflow_suite_run_id``, ...)
+    announcements: dict[str, Any]
+
+
+def find_suite_resume(folder: Path) -> SuiteResume:
+    """The resume point of the suite in ``folder``, or a one-paragraph reason why there is none."""
+    state_file, recipe = folder / SUITE_FILE, folder / "recipe.toml"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        recipe_text = recipe.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"Cannot resume the suite in {str(folder)!r}: its {SUITE_FILE} or "
+                         f"recipe.toml cannot be read ({exc}).") from exc
+    if state.get("status") == "FINISHED" and not any(
+            e.get("status") != "FINISHED" for e in state.get("members", [])):
+        raise UsageError(f"Every run of the suite in {str(folder)!r} FINISHED; there is nothing "
+                         "to resume. Compare it with `automl-bin compare EXPERIMENT`.")
+    return SuiteResume(run_dir=folder, recipe_text=recipe_text,
+                       entries={e["name"]: e for e in state.get("members", []) if "name" in e},
+                       announcements=dict(state.get("announcements", {})))
+
+
 def resolve_plan(plan: SuitePlan, plugins: PluginSet) -> list[ResolvedRecipe]:
     """Resolve every member before anything runs, so a bad member fails the suite at once."""
-    from automl_bin.errors import UsageError
-
     out = []
     for member in plan.members:
         try:
@@ -69,17 +107,26 @@ def _member_tags(member: Member) -> dict[str, str]:
 
 
 def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: PluginSet,
-              progress: Progress | None = None) -> SuiteResult:
-    """Run the members of ``plan`` (resolved by `resolve_plan`) and write the comparison."""
+              progress: Progress | None = None, *, resume: SuiteResume | None = None
+              ) -> SuiteResult:
+    """Run the members of ``plan`` (resolved by `resolve_plan`) and write the comparison.
+
+    :param resume: continue the interrupted suite this describes (``plan`` must come from its
+        recipe.toml): its finished members are kept, the others resumed or run.
+    """
     progress = progress or Progress()
     first = plan.members[0].recipe
-    run_dir = new_run_dir(first.experiment.output_dir, f"{plan.name}-suite")
-    write_text_atomic(run_dir / "recipe.toml", recipe_to_toml(plan.raw))
+    if resume is None:
+        run_dir = new_run_dir(first.experiment.output_dir, f"{plan.name}-suite")
+        write_text_atomic(run_dir / "recipe.toml", recipe_to_toml(plan.raw))
+    else:
+        run_dir = resume.run_dir
     info = SuiteInfo(name=plan.name, recipe=first, recipe_text=recipe_to_toml(plan.raw),
                      run_dir=run_dir, members=tuple(m.name for m in plan.members),
                      sweep_keys=plan.sweep_keys,
                      tags={"automl_bin.suite_runs": str(len(plan.members)),
-                           "dataset": first.data.name})
+                           "dataset": first.data.name},
+                     resume=dict(resume.announcements) if resume is not None else None)
     call_observers(plugins, "on_suite_start", suite=info)
     for key, value in info.announcements.items():
         progress.info(f"{key}: {value}")
@@ -89,32 +136,49 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
     entries: list[dict[str, Any]] = []
     status = "FINISHED"
     interrupted: RunInterrupted | None = None
+    before = resume.entries if resume is not None else {}
     for i, (member, rec) in enumerate(zip(plan.members, resolved), start=1):
-        progress.info(f"[{i}/{len(plan.members)}] {member.name}")
         tags = {**_row_tags(rec), **_member_tags(member)}
         entry: dict[str, Any] = {"name": member.name, "label": member.label,
                                  "seed": member.seed, "sweep": dict(member.sweep)}
+        earlier = before.get(member.name, {})
+        if earlier.get("status") == "FINISHED":  # kept from before the interruption
+            progress.info(f"[{i}/{len(plan.members)}] {member.name}: finished before, kept")
+            entries.append(earlier)
+            records.append(RunRecord(name=member.name, status="FINISHED",
+                                     tags={**tags, **earlier.get("tags", {})},
+                                     metrics=earlier.get("metrics", {}),
+                                     run_id=earlier.get("mlflow_run_id") or ""))
+            continue
+        progress.info(f"[{i}/{len(plan.members)}] {member.name}")
+        point = _member_resume_point(earlier)
+        if point is not None:
+            progress.info(f"Resuming {member.name} in {point.run_dir}")
         try:
-            result = run(rec, plugins, progress, suite=info, extra_tags=tags)
+            result = run(rec, plugins, progress, suite=info, extra_tags=tags, resume=point)
         except RunInterrupted as exc:
-            entry.update(status="KILLED", error=str(exc))
+            entry.update(status="KILLED", error=str(exc), run_dir=_folder(exc))
             interrupted = exc
         except (AutomlBinError, Exception) as exc:  # a member's failure is its own
-            entry.update(status="FAILED", error=f"{type(exc).__name__}: {exc}")
+            entry.update(status="FAILED", error=f"{type(exc).__name__}: {exc}",
+                         run_dir=_folder(exc))
             progress.info(f"[{i}/{len(plan.members)}] {member.name} FAILED: {exc}")
         else:
+            tags = {**result.tags, **tags}
             entry.update(status="FINISHED", run_dir=str(result.run_dir),
                          genotype=str(result.genotype),
                          mlflow_run_id=result.announcements.get("mlflow_run_id"),
                          metrics={k: v for k, v in result.summary.items()
-                                  if isinstance(v, (int, float))})
-            tags = {**result.tags, **tags}
+                                  if isinstance(v, (int, float))},
+                         tags=tags)
         entries.append(entry)
         records.append(RunRecord(name=member.name, status=entry["status"], tags=tags,
                                  metrics=entry.get("metrics", {}),
                                  run_id=entry.get("mlflow_run_id") or ""))
         if interrupted is not None:
             break
+        # after every member: a suite killed outright still says what it has done
+        _write_state(run_dir, "RUNNING", entries, info)
 
     finished = sum(e["status"] == "FINISHED" for e in entries)
     if interrupted is not None:
@@ -125,8 +189,7 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
     table = format_table(rows, "markdown")
     summary = {"runs": len(entries), "finished": finished,
                "failed": sum(e["status"] == "FAILED" for e in entries), "members": entries}
-    write_text_atomic(run_dir / "suite.json", json.dumps({"status": status, **summary}, indent=2,
-                                                         default=str))
+    _write_state(run_dir, status, entries, info)
     write_text_atomic(run_dir / "compare.md", table)
     write_text_atomic(run_dir / "compare.csv", format_table(rows, "csv"))
     info.artifacts.extend([run_dir / "suite.json", run_dir / "compare.md", run_dir / "compare.csv"])
@@ -139,9 +202,43 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
         progress.info(f"Could not draw the comparison plots: {exc}")
     call_observers(plugins, "on_suite_end", suite=info, status=status, summary=summary)
     if interrupted is not None:
-        raise interrupted
+        stopped = RunInterrupted(
+            f"Suite interrupted; the run it was in is marked KILLED with its last checkpoint "
+            f"kept, and the {finished} finished run(s) are recorded in {run_dir / SUITE_FILE}. "
+            f"Continue the suite (finished runs are kept, the interrupted one resumes from its "
+            f"checkpoint) with: automl-bin run --resume {run_dir}")
+        stopped.run_dir = run_dir
+        raise stopped from interrupted
     return SuiteResult(run_dir=run_dir, records=tuple(records), table=table, status=status,
                        announcements=dict(info.announcements))
+
+
+def _write_state(run_dir: Path, status: str, entries: list[dict[str, Any]],
+                 info: SuiteInfo) -> None:
+    summary = {"runs": len(entries), "finished": sum(e["status"] == "FINISHED" for e in entries),
+               "failed": sum(e["status"] == "FAILED" for e in entries), "members": entries,
+               "announcements": {k: v for k, v in info.announcements.items()
+                                 if isinstance(v, (str, int, float))}}
+    write_text_atomic(run_dir / SUITE_FILE, json.dumps({"status": status, **summary}, indent=2,
+                                                       default=str))
+
+
+def _folder(exc: BaseException) -> str | None:
+    """The run folder a member's error names (a run stopped with a checkpoint), if any."""
+    run_dir = getattr(exc, "run_dir", None)
+    return str(run_dir) if run_dir is not None else None
+
+
+def _member_resume_point(entry: dict[str, Any]) -> Any:
+    """Where an interrupted member continues, or None to run it from the start (it had no
+    folder or no finished search epoch yet)."""
+    folder = entry.get("run_dir")
+    if not folder or entry.get("status") == "FINISHED":
+        return None
+    try:
+        return find_resume_point(Path(folder))
+    except UsageError:
+        return None
 
 
 def _row_tags(resolved: ResolvedRecipe) -> dict[str, str]:

@@ -310,3 +310,58 @@ def test_suite_hooks_wrap_the_member_runs(tmp_path):
     assert events == [("suite_start", ("darts s3", "darts s4"), ()),
                       ("run_start", "hooks"), ("run_start", "hooks"),
                       ("suite_end", "FINISHED", 2, 2)]
+
+
+def test_interrupted_suite_resumes_keeping_finished_runs(tmp_path):
+    """SIGTERM in the second of three runs: the suite stops and says how to go on; --resume on
+    the suite folder keeps the first run, resumes the second from its checkpoint and runs the
+    third, in the same suite folder and MLflow suite run."""
+    import os
+    import signal
+    import types
+
+    from mlflow.tracking import MlflowClient
+
+    from automl_bin import hookimpl
+    from automl_bin.runner import RunInterrupted
+
+    seen = {"starts": 0}
+    killer = types.ModuleType("kill_second_run")
+
+    @hookimpl
+    def on_epoch_end(run, phase, epoch):
+        if phase == "search" and epoch == 0:
+            seen["starts"] += 1
+            if seen["starts"] == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    killer.on_epoch_end = on_epoch_end
+    text = tiny_recipe_text("darts", name="resumable", strategy_params={"epochs": 2})
+    with pytest.raises(RunInterrupted, match="automl-bin run --resume") as info:
+        _run(tmp_path, text, ["experiment.seeds=3"], plugins=make_plugins(("killer", killer)))
+    folder = info.value.run_dir
+    state = json.loads((folder / "suite.json").read_text())
+    assert state["status"] == "KILLED"
+    assert [m["status"] for m in state["members"]] == ["FINISHED", "KILLED"]
+    first, killed = (m["run_dir"] for m in state["members"])
+
+    result = CliRunner().invoke(cli, ["run", "--resume", str(folder), "--plain"])
+    assert result.exit_code == 0, result.output
+    assert "finished before, kept" in result.output and f"Resuming darts s4 in {killed}" \
+        in result.output
+    state = json.loads((folder / "suite.json").read_text())
+    assert state["status"] == "FINISHED"
+    assert [m["status"] for m in state["members"]] == ["FINISHED"] * 3
+    assert [m["run_dir"] for m in state["members"]][:2] == [first, killed]
+    assert "| 3 |" in result.output  # one row over the three seeds
+
+    client = MlflowClient(f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    (suite_run,) = [r for r in runs if r.data.tags.get("automl_bin.role") == "suite"]
+    assert suite_run.info.status == "FINISHED"
+    assert suite_run.data.tags.get("automl_bin.resumed") == "true"
+    members = [r for r in runs if r.data.tags.get("automl_bin.role") == "run"]
+    assert len(members) == 3 and all(r.info.status == "FINISHED" for r in members)
+    assert {r.data.tags["mlflow.parentRunId"] for r in members} == {suite_run.info.run_id}
+    assert "nothing to resume" in CliRunner().invoke(
+        cli, ["run", "--resume", str(folder)]).output

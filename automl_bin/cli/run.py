@@ -30,7 +30,8 @@ Examples:
 @click.option("--resume", "resume", default=None, metavar="RUN",
               help="Continue an interrupted run (a run folder, its search_checkpoint.pt or its "
                    "MLflow run id) after its last finished search or retrain epoch, in the "
-                   "same folder and MLflow run.")
+                   "same folder and MLflow run; or an interrupted suite (its suite folder): "
+                   "finished runs are kept, the others resumed or run.")
 @click.option("--uri", default=None, metavar="URI",
               help="With --from-run or --resume: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")
@@ -78,14 +79,7 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
         raise UsageError("Data-parallel runs (torchrun, --nproc) take one recipe, not a suite; "
                          "run the suite without them, or each member on its own with --nproc.")
     if plan.is_suite:
-        suite = run_suite(plan, resolved, plugins, progress)
-        click.echo(suite.table, nl=False)
-        click.echo(f"Suite folder: {suite.run_dir} (compare.md, compare.csv, plots)")
-        if "mlflow_suite_run_id" in suite.announcements:
-            click.echo(f"MLflow suite run id: {suite.announcements['mlflow_suite_run_id']}")
-            click.echo(f"Compare again with: automl-bin compare {plan.name!r}")
-        if suite.status != "FINISHED":
-            raise UsageError(f"Every run of the suite failed; see {suite.run_dir / 'suite.json'}.")
+        _print_suite(plan, run_suite(plan, resolved, plugins, progress))
         return
     from automl_bin.runner import run
 
@@ -118,6 +112,16 @@ def _relaunch(nproc: int, recipe: str | None, overrides: tuple[str, ...], from_r
         sys.exit(code)
 
 
+def _print_suite(plan: Any, suite: Any) -> None:
+    click.echo(suite.table, nl=False)
+    click.echo(f"Suite folder: {suite.run_dir} (compare.md, compare.csv, plots)")
+    if "mlflow_suite_run_id" in suite.announcements:
+        click.echo(f"MLflow suite run id: {suite.announcements['mlflow_suite_run_id']}")
+        click.echo(f"Compare again with: automl-bin compare {plan.name!r}")
+    if suite.status != "FINISHED":
+        raise UsageError(f"Every run of the suite failed; see {suite.run_dir / 'suite.json'}.")
+
+
 def _print_result(result: Any) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return  # a data-parallel run: rank 0 reports for all ranks
@@ -145,6 +149,7 @@ def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: 
     from automl_bin.recipe import parse_recipe, resolve
     from automl_bin.resume import find_resume_point
     from automl_bin.runner import run
+    from automl_bin.suite_runner import SUITE_FILE
 
     if overrides:
         raise UsageError("--resume continues a run with exactly the recipe it started with; "
@@ -156,10 +161,25 @@ def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: 
         client, uri = open_client(uri)
         folder = parent_run(client, target, uri).data.tags.get(RUN_DIR_TAG)
         if not folder:
-            raise UsageError(f"MLflow run {target!r} has no {RUN_DIR_TAG} tag: it is not a run of "
-                             "`automl-bin run` (a suite run cannot be resumed; resume a member).")
+            raise UsageError(f"MLflow run {target!r} has no {RUN_DIR_TAG} tag: it is not a run "
+                             "or a suite of `automl-bin run`.")
         path = Path(folder)
+    if path.is_dir() and (path / SUITE_FILE).is_file():
+        _resume_suite(path, progress)
+        return
     point = find_resume_point(path)
     recipe = parse_recipe(point.recipe_text, (), source=str(point.run_dir / "recipe.toml"))
     plugins = load_plugins_warned()
     _print_result(run(resolve(recipe, plugins.registry), plugins, progress, resume=point))
+
+
+def _resume_suite(folder: Any, progress: Any) -> None:
+    """Continue the interrupted suite in ``folder`` (see `automl_bin.suite_runner`)."""
+    from automl_bin.suite import parse_plan
+    from automl_bin.suite_runner import find_suite_resume, resolve_plan, run_suite
+
+    point = find_suite_resume(folder)
+    plan = parse_plan(point.recipe_text, (), source=str(folder / "recipe.toml"))
+    plugins = load_plugins_warned()
+    resolved = resolve_plan(plan, plugins)
+    _print_suite(plan, run_suite(plan, resolved, plugins, progress, resume=point))

@@ -482,7 +482,8 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
 
 @hookimpl
 def on_suite_start(suite: SuiteInfo) -> None:
-    """Open the suite's run; member runs nest under it (see `on_run_start`)."""
+    """Open the suite's run (reopen it when the suite is resumed); member runs nest under it
+    (see `on_run_start`)."""
     if not suite.recipe.tracking.enabled:
         return
     state = suite.state_for(STATE_KEY)
@@ -494,6 +495,8 @@ def on_suite_start(suite: SuiteInfo) -> None:
             raise ConnectionError(problem)
         client = _make_client(uri)
         experiment_id = _experiment_id(client, suite.name, uri)
+        if _reopen_suite(suite, state, client, experiment_id, uri):
+            return
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in suite.tags.items()}
         tags.update({"automl_bin.role": "suite",
                      "automl_bin.run_dir": str(Path(suite.run_dir).resolve())})
@@ -516,6 +519,28 @@ def on_suite_start(suite: SuiteInfo) -> None:
         warnings.warn(f"MLflow tracking of suite {suite.name!r} failed (store {uri}): "
                       f"{_truncate(f'{type(exc).__name__}: {exc}', 600)}. Its member runs are "
                       "tracked on their own.", RuntimeWarning, stacklevel=2)
+
+
+def _reopen_suite(suite: SuiteInfo, state: dict[str, Any], client: MlflowClient,
+                  experiment_id: str, uri: str) -> bool:
+    """Continue the suite run of an interrupted suite; False when there is none to continue."""
+    resume = suite.resume or {}
+    run_id = resume.get("mlflow_suite_run_id")
+    if not run_id or resume.get("mlflow_tracking_uri", uri) != uri:
+        return False
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    client.update_run(run_id, status="RUNNING")
+    client.set_tag(run_id, "automl_bin.resumed", "true")
+    state.update(client=client, parent=run_id)
+    suite.announce("mlflow_suite_run_id", run_id)
+    suite.announce("mlflow_experiment_id", experiment_id)
+    suite.announce("mlflow_tracking_uri", uri)
+    return True
 
 
 @hookimpl
