@@ -211,7 +211,9 @@ def on_suite_start(suite: SuiteInfo) -> None:
 
     :param suite: the suite (name, recipe text, member names, swept keys, folder). A tracker
         opens the suite's own run here; member runs see the same object as ``run.suite`` in
-        ``on_run_start`` and nest under it.
+        ``on_run_start`` and nest under it. ``suite.resume`` is set when an interrupted suite
+        continues: the announcements of that attempt (reopen its run, e.g.
+        ``mlflow_suite_run_id``).
     """
 
 

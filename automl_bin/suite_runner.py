@@ -187,12 +187,10 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
         status = "FAILED"
     rows = build_rows(records)
     table = format_table(rows, "markdown")
-    summary = {"runs": len(entries), "finished": finished,
-               "failed": sum(e["status"] == "FAILED" for e in entries), "members": entries}
-    _write_state(run_dir, status, entries, info)
+    summary = _write_state(run_dir, status, entries, info)
     write_text_atomic(run_dir / "compare.md", table)
     write_text_atomic(run_dir / "compare.csv", format_table(rows, "csv"))
-    info.artifacts.extend([run_dir / "suite.json", run_dir / "compare.md", run_dir / "compare.csv"])
+    info.artifacts.extend([run_dir / SUITE_FILE, run_dir / "compare.md", run_dir / "compare.csv"])
     try:
         plots = [plot_accuracy_vs_cost(rows, run_dir / "accuracy_vs_cost.png")]
         plots += [plot_sweep(rows, key, run_dir / f"sweep_{safe_filename(key)}.png")
@@ -214,13 +212,15 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
 
 
 def _write_state(run_dir: Path, status: str, entries: list[dict[str, Any]],
-                 info: SuiteInfo) -> None:
+                 info: SuiteInfo) -> dict[str, Any]:
+    """Write ``suite.json``; returns its summary (counts, members, the suite's announcements)."""
     summary = {"runs": len(entries), "finished": sum(e["status"] == "FINISHED" for e in entries),
                "failed": sum(e["status"] == "FAILED" for e in entries), "members": entries,
                "announcements": {k: v for k, v in info.announcements.items()
                                  if isinstance(v, (str, int, float))}}
     write_text_atomic(run_dir / SUITE_FILE, json.dumps({"status": status, **summary}, indent=2,
                                                        default=str))
+    return summary
 
 
 def _folder(exc: BaseException) -> str | None:
