@@ -195,6 +195,20 @@ def test_python_dash_m_is_the_same_cli():
     assert out.returncode == 0 and "automl-bin" in out.stdout
 
 
+def test_closed_stdout_stops_quietly(tmp_path, tiny_recipe):
+    """`automl-bin check RECIPE | head`: a reader that went away is no 'Failed' paragraph."""
+    path = _write(tmp_path, tiny_recipe())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        out = subprocess.run([sys.executable, "-m", "automl_bin", "check", path],
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 141, out.stderr
+    assert out.stderr == ""
+
+
 def test_runtime_failure_is_one_paragraph_exit_1(tmp_path, tiny_recipe, monkeypatch):
     """An unexpected exception is reported in one paragraph with exit 1, no traceback."""
     import automl_bin.runner

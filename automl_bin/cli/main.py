@@ -7,6 +7,7 @@ arguments, missing data, plugin problems), 1 for a runtime failure, 130 for an i
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from typing import Any
 
@@ -62,6 +63,8 @@ class AutomlBinGroup(click.Group):
             raise _CliError("stopped by the user.", 130, "Interrupted") from exc
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own control flow (--help exits through Exit)
+        except BrokenPipeError:
+            _closed_stdout()
         except Exception as exc:
             # a bug or a runtime failure: one paragraph by default, the traceback on request
             if os.environ.get("AUTOML_BIN_DEBUG"):
@@ -100,6 +103,15 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _closed_stdout() -> None:
+    """The reader of our output went away (``automl-bin check R | head``): stop quietly, as
+    Unix tools do, with the status of a process ended by SIGPIPE. Later writes (the interpreter
+    flushes stdout at exit) go to /dev/null so that they cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
 
 
 def _paragraph(message: str) -> str:
