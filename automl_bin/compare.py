@@ -10,6 +10,7 @@ here imports torch or MLflow.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -22,7 +23,7 @@ from typing import Any
 import attrs
 
 __all__ = ["RunRecord", "Row", "build_rows", "format_table", "plot_accuracy_vs_cost",
-           "plot_sweep", "FORMATS"]
+           "plot_sweep", "genotype_id", "FORMATS"]
 
 FORMATS = ("markdown", "csv", "json")
 #: the metric a row is ranked and plotted by
@@ -44,9 +45,21 @@ class RunRecord:
         return self.tags.get("suite.label") or self.tags.get("strategy", "?")
 
     @property
+    def genotype(self) -> str:
+        """Short id of the architecture the run found (``–`` when it has none)."""
+        text = self.tags.get("genotype")
+        return genotype_id(text) if text else "–"
+
+    @property
     def sweep(self) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((k[len("sweep."):], v) for k, v in self.tags.items()
                             if k.startswith("sweep.")))
+
+
+def genotype_id(text: str) -> str:
+    """The first 6 hex digits of the SHA-256 of a genotype's text: rows whose runs show the same
+    id found the same architecture, so their accuracy differences are retraining noise."""
+    return hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 def _switch(tags: Mapping[str, str], key: str, on: Iterable[str]) -> str:
@@ -78,6 +91,8 @@ class Row:
     speedup: float | None
     #: the MLflow ids of the row's runs (for `automl-bin run --from-run`)
     run_ids: tuple[str, ...] = ()
+    #: `genotype_id` of each finished run, in run order (seed by seed in a suite)
+    genotypes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out = attrs.asdict(self)
@@ -117,7 +132,8 @@ def build_rows(records: Iterable[RunRecord]) -> list[Row]:
             search_seconds=_mean(_values(done, "search_seconds")), device=", ".join(devices),
             model_bits=_mean(_values(done, "model_bits")),
             speedup=_mean(_values(done, "speedup_estimate")),
-            run_ids=tuple(r.run_id for r in members if r.run_id)))
+            run_ids=tuple(r.run_id for r in members if r.run_id),
+            genotypes=tuple(r.genotype for r in done)))
     return rows
 
 
@@ -131,7 +147,7 @@ def _num(value: float | None, fmt: str) -> str:
 
 _CSV_SWITCH = {"✓": "true", "✗": "false", "–": ""}
 _HEADER = ["strategy", "T.P.", "GGN", "D.O.", "binarizer", "test acc % (mean ± std)",
-           "best of N", "N", "search s", "device", "model_bits", "speedup"]
+           "best of N", "N", "search s", "device", "model_bits", "speedup", "genotypes"]
 
 
 def _cells(row: Row, sweep_keys: Sequence[str]) -> list[str]:
@@ -141,7 +157,7 @@ def _cells(row: Row, sweep_keys: Sequence[str]) -> list[str]:
     return [row.label, row.tp, row.ggn, row.do, row.binarizer, acc, _pct(row.acc_best), n,
             _num(row.search_seconds, ".1f"), row.device, _num(row.model_bits, ".0f"),
             _num(row.speedup, ".2f") + ("x" if row.speedup is not None else ""),
-            *[swept.get(k, "–") for k in sweep_keys]]
+            " ".join(row.genotypes) or "–", *[swept.get(k, "–") for k in sweep_keys]]
 
 
 def _sweep_keys(rows: Sequence[Row]) -> list[str]:
@@ -164,12 +180,13 @@ def format_table(rows: Sequence[Row], fmt: str = "markdown") -> str:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["strategy", "tp", "ggn", "do", "binarizer", "test_acc_mean",
                          "test_acc_std", "test_acc_best", "runs", "failed", "search_seconds",
-                         "device", "model_bits", "speedup_estimate", *keys])
+                         "device", "model_bits", "speedup_estimate", "genotypes", *keys])
         for r in rows:
             swept = dict(r.sweep)
             writer.writerow([r.label, *(_CSV_SWITCH[x] for x in (r.tp, r.ggn, r.do)), r.binarizer, r.acc_mean, r.acc_std,
                              r.acc_best, r.runs, r.failed, r.search_seconds, r.device,
-                             r.model_bits, r.speedup, *[swept.get(k, "") for k in keys]])
+                             r.model_bits, r.speedup, " ".join(r.genotypes),
+                             *[swept.get(k, "") for k in keys]])
         return buffer.getvalue()
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cells(r, keys)) + " |" for r in rows]

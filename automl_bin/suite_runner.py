@@ -146,7 +146,8 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
             progress.info(f"[{i}/{len(plan.members)}] {member.name}: finished before, kept")
             entries.append(earlier)
             records.append(RunRecord(name=member.name, status="FINISHED",
-                                     tags={**tags, **earlier.get("tags", {})},
+                                     tags={**tags, **earlier.get("tags", {}),
+                                           "genotype": str(earlier.get("genotype", ""))},
                                      metrics=earlier.get("metrics", {}),
                                      run_id=earlier.get("mlflow_run_id") or ""))
             continue
@@ -164,7 +165,7 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
                          run_dir=_folder(exc))
             progress.info(f"[{i}/{len(plan.members)}] {member.name} FAILED: {exc}")
         else:
-            tags = {**result.tags, **tags}
+            tags = {**result.tags, **tags, "genotype": str(result.genotype)}
             entry.update(status="FINISHED", run_dir=str(result.run_dir),
                          genotype=str(result.genotype),
                          mlflow_run_id=result.announcements.get("mlflow_run_id"),

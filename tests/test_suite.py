@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from automl_bin.cli.main import cli
-from automl_bin.compare import RunRecord, build_rows, format_table
+from automl_bin.compare import RunRecord, build_rows, format_table, genotype_id
 from automl_bin.errors import UsageError
 from automl_bin.interfaces import Strategy
 from automl_bin.progress import Progress
@@ -278,6 +278,26 @@ def test_compare_rows_aggregate_seeds():
     assert row.acc_mean == pytest.approx(0.85) and row.acc_std == pytest.approx(0.05)
     assert row.acc_best == 0.9 and row.search_seconds == pytest.approx(15.0)
     assert "85.00 ± 5.00 | 90.00 | 2 (+1 failed or killed) | 15.0 | cpu" in format_table([row])
+    assert row.genotypes == ("–", "–")  # no genotype tag
+
+
+def test_compare_shows_which_rows_found_the_same_architecture():
+    """Rows whose runs found the same genotype show the same short id in the same position."""
+    def record(label, genotype, seed):
+        return RunRecord(name=f"{label} s{seed}", status="FINISHED",
+                         tags={"suite.label": label, "strategy": "dcp_nas", "genotype": genotype},
+                         metrics={"test_acc": 0.8})
+
+    a, b = "Genotype<darts> normal: [skip_connect(0->2)]", "Genotype<darts> normal: [none(0->2)]"
+    rows = build_rows([record("x", a, 2), record("y", a, 2), record("x", b, 3), record("y", a, 3)])
+    assert rows[0].genotypes == (genotype_id(a), genotype_id(b))
+    assert rows[1].genotypes == (genotype_id(a), genotype_id(a))
+    assert genotype_id(a) != genotype_id(b) and len(genotype_id(a)) == 6
+    table = format_table(rows)
+    assert table.splitlines()[0].endswith("| genotypes |")
+    assert f"| {genotype_id(a)} {genotype_id(b)} |" in table
+    assert f"{genotype_id(a)} {genotype_id(b)}" in format_table(rows, "csv")
+    assert f'"{genotype_id(a)}"' in format_table(rows, "json")
 
 
 def test_suite_hooks_wrap_the_member_runs(tmp_path):
