@@ -29,7 +29,12 @@ from automl_bin_plugins.binarizers.activations import (
     sign_pm1,
 )
 from automl_bin_plugins.binarizers.none import NoBinarizer
-from automl_bin_plugins.binarizers.recon import FOLD_BIN, ReconBinarizer, ReconConfig
+from automl_bin_plugins.binarizers.recon import (
+    FOLD_BIN,
+    ReconBinarizer,
+    ReconConfig,
+    compactness_loss,
+)
 from automl_bin_plugins.binarizers.xnor import XnorBinarizer, XnorConfig
 
 POINTS = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5], dtype=torch.float64)
@@ -231,6 +236,32 @@ def test_compactness_is_mu_times_mean_distance_to_class_means() -> None:
     means = torch.tensor([[2.0, 1.0], [2.0, 2.0], [2.0, 4.5]])[y]
     _close(fr.grad, 0.3 * 2 * (f - means) / 5)
     assert b.aux_losses(nn.Identity()) == {}  # no features: no term
+
+
+def test_compactness_gradient_repeats_bit_for_bit() -> None:
+    # A seeded run must repeat exactly. The backward of fancy indexing (means[inverse])
+    # accumulates with a parallel index_put on CPU whose order varies above ~32k elements:
+    # with it, a retrain on Fashion-MNIST features (128 x 512) differed run to run.
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(128, 512, generator=g, dtype=torch.float32)
+    y = torch.randint(0, 10, (128,), generator=g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the parallel path needs two threads; CI has two cores
+    try:
+        grads = set()
+        for _ in range(20):
+            fr = f.clone().requires_grad_(True)
+            compactness_loss(fr, y).backward()
+            assert fr.grad is not None
+            grads.add(fr.grad.numpy().tobytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert len(grads) == 1
+    # and it is still the within-class scatter
+    fr = f.clone().double().requires_grad_(True)
+    compactness_loss(fr, y).backward()
+    means = torch.stack([f.double()[y == k].mean(0) for k in range(10)])[y]
+    _close(fr.grad, 2 * (f.double() - means) / 128)
 
 
 def test_compactness_with_ema_centres() -> None:

@@ -105,10 +105,26 @@ def test_resumed_search_matches_the_uninterrupted_one(runs):
 def test_seeded_cpu_runs_repeat(tmp_path, runs):
     straight = runs[0]
     plugins = make_plugins()
-    recipe, _ = _recipe(tmp_path, name="again")
+    recipe, again_uri = _recipe(tmp_path, name="again")
     again = run(resolve(recipe, plugins.registry), plugins, Progress(enabled=False))
     assert again.genotype == straight.genotype
     assert again.summary.get("search_seconds") is not None
+    # and the same metrics, epoch by epoch, to 1e-6
+    from mlflow.tracking import MlflowClient
+
+    for result, uri in ((straight, runs[5]), (again, again_uri)):
+        client = MlflowClient(uri)
+        parent = client.get_run(result.announcements["mlflow_run_id"])
+        (child,) = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+                          "and tags.phase = 'search'")
+        histories = {key: [v for _, v in _history(client, child.info.run_id, key)]
+                     for key in ("train_loss", "val_acc", "alpha_entropy")}
+        if result is straight:
+            want = histories
+    for key, values in histories.items():
+        assert len(values) == EPOCHS and values == pytest.approx(want[key], abs=1e-6), key
 
 
 def test_resume_errors_are_clear(tmp_path, runs):

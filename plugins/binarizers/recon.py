@@ -86,10 +86,14 @@ def compactness_loss(features: torch.Tensor, labels: torch.Tensor,
     import torch
 
     if centres is None:
-        classes, inverse = torch.unique(labels, return_inverse=True)
-        sums = features.new_zeros(len(classes), features.shape[1]).index_add(0, inverse, features)
-        counts = torch.bincount(inverse, minlength=len(classes)).to(features.dtype)
-        target = (sums / counts[:, None])[inverse]
+        # One-hot matmuls instead of index_add / fancy indexing: the backward of ``means[inverse]``
+        # accumulates with a parallel index_put on CPU, whose summation order (and so the
+        # result's last bits) changes from run to run above ~32k elements; a seeded run must
+        # repeat exactly.
+        _, inverse = torch.unique(labels, return_inverse=True)
+        onehot = torch.nn.functional.one_hot(inverse).to(features.dtype)  # (N, K)
+        means = (onehot.t() @ features) / onehot.sum(dim=0)[:, None]
+        target = onehot @ means
     else:
         target = centres.detach()[labels]
     return (features - target).pow(2).sum(dim=1).mean()

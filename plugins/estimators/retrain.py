@@ -16,6 +16,7 @@ Defaults follow DARTS' CIFAR-10 retraining (spec §3.1); CPU recipes shorten the
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -238,8 +239,8 @@ class RetrainEstimator(Estimator):
             net.train()
             meter = RunningMeter()
             aux_totals: dict[str, float] = {}
-            batches: Iterator[Any] = (b for i, b in enumerate(train.batches(step + epoch))
-                                      if i < steps)
+            # islice, not a filter: batches past max_steps are never cut out and normalised
+            batches: Iterator[Any] = itertools.islice(train.batches(step + epoch), steps)
             label = f"retrain {stage.name} epoch {epoch + 1}/{stage.epochs}"
             for x, y in env.reporter.track(batches, steps, label):
                 with capture_features(net) as feats:
