@@ -46,7 +46,12 @@ class RunRecord:
 
     @property
     def genotype(self) -> str:
-        """Short id of the architecture the run found (``–`` when it has none)."""
+        """Short id of the architecture the run found (``–`` when it has none).
+
+        ``genotype_id`` (the id of the whole text) wins over hashing the ``genotype`` tag, which
+        MLflow stores cut to 5,000 characters."""
+        if self.tags.get("genotype_id"):
+            return self.tags["genotype_id"]
         text = self.tags.get("genotype")
         return genotype_id(text) if text else "–"
 

@@ -261,6 +261,7 @@ def test_from_run_reruns_exactly_the_recorded_recipe(swept):
     again = client.get_run(new_id)
     assert again.data.tags["recipe_sha256"] == original.data.tags["recipe_sha256"]
     assert again.data.tags["genotype"] == original.data.tags["genotype"]
+    assert again.data.tags["genotype_id"] == genotype_id(again.data.tags["genotype"])
     out = CliRunner().invoke(cli, ["run", "--from-run", "0" * 32, "--uri", uri])
     assert out.exit_code == 2 and "is not a run in the MLflow store" in out.output
 
@@ -298,6 +299,16 @@ def test_compare_shows_which_rows_found_the_same_architecture():
     assert f"| {genotype_id(a)} {genotype_id(b)} |" in table
     assert f"{genotype_id(a)} {genotype_id(b)}" in format_table(rows, "csv")
     assert f'"{genotype_id(a)}"' in format_table(rows, "json")
+
+
+def test_genotype_id_tag_wins_over_a_cut_genotype_tag():
+    """MLflow keeps 5,000 characters of the genotype tag; the id of the whole text is tagged
+    apart, so two long genotypes that differ only past the cut keep different ids."""
+    whole = "Genotype<big> " + "x" * 6000
+    cut = whole[:4997] + "..."
+    record = RunRecord(name="r", status="FINISHED",
+                       tags={"genotype": cut, "genotype_id": genotype_id(whole)})
+    assert record.genotype == genotype_id(whole) != genotype_id(cut)
 
 
 def test_suite_hooks_wrap_the_member_runs(tmp_path):

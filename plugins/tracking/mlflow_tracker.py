@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_bin import hookimpl
+from automl_bin.compare import genotype_id
 from automl_bin.errors import StopRun
 
 if TYPE_CHECKING:
@@ -410,7 +411,10 @@ def on_search_end(run: RunInfo, genotype: Genotype, metrics: Mapping[str, float]
             _log_metrics(state["client"], target, values, step=0)
         if "search_seconds" in values and target != state["parent"]:
             _log_on_parent_once(state, {"search_seconds": values["search_seconds"]})
-        state["client"].set_tag(state["parent"], "genotype", _truncate(str(genotype), _MAX_TAG_LEN))
+        text = str(genotype)
+        state["client"].set_tag(state["parent"], "genotype", _truncate(text, _MAX_TAG_LEN))
+        # the id of the whole text: compare's genotypes column must not depend on the cut
+        state["client"].set_tag(state["parent"], "genotype_id", genotype_id(text))
     except Exception as exc:
         _fail(run, state, "on_search_end", exc)
 
