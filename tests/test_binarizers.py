@@ -240,8 +240,8 @@ def test_compactness_is_mu_times_mean_distance_to_class_means() -> None:
 
 def test_compactness_gradient_repeats_bit_for_bit() -> None:
     # A seeded run must repeat exactly. The backward of fancy indexing (means[inverse])
-    # accumulates with a parallel index_put on CPU whose order varies above ~32k elements:
-    # with it, a retrain on Fashion-MNIST features (128 x 512) differed run to run.
+    # accumulates with a parallel index_put on CPU whose order varies at 32k elements:
+    # with it, a retrain on Fashion-MNIST features (128 x 256) differed run to run.
     g = torch.Generator().manual_seed(0)
     f = torch.randn(128, 512, generator=g, dtype=torch.float32)
     y = torch.randint(0, 10, (128,), generator=g)

@@ -88,8 +88,8 @@ def compactness_loss(features: torch.Tensor, labels: torch.Tensor,
     if centres is None:
         # One-hot matmuls instead of index_add / fancy indexing: the backward of ``means[inverse]``
         # accumulates with a parallel index_put on CPU, whose summation order (and so the
-        # result's last bits) changes from run to run above ~32k elements; a seeded run must
-        # repeat exactly.
+        # result's last bits) changed from run to run at 32k elements (128 x 256); a seeded
+        # run must repeat exactly.
         _, inverse = torch.unique(labels, return_inverse=True)
         onehot = torch.nn.functional.one_hot(inverse).to(features.dtype)  # (N, K)
         means = (onehot.t() @ features) / onehot.sum(dim=0)[:, None]
