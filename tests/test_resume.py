@@ -110,21 +110,24 @@ def test_seeded_cpu_runs_repeat(tmp_path, runs):
     assert again.genotype == straight.genotype
     assert again.summary.get("search_seconds") is not None
     # and the same metrics, epoch by epoch, to 1e-6
+    want = _search_histories(runs[-1], straight)
+    got = _search_histories(again_uri, again)
+    for key, values in got.items():
+        assert len(values) == EPOCHS and values == pytest.approx(want[key], abs=1e-6), key
+
+
+def _search_histories(uri, result):
+    """The per-epoch train_loss, val_acc and alpha_entropy of ``result``'s search run."""
     from mlflow.tracking import MlflowClient
 
-    for result, uri in ((straight, runs[5]), (again, again_uri)):
-        client = MlflowClient(uri)
-        parent = client.get_run(result.announcements["mlflow_run_id"])
-        (child,) = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
-                          "and tags.phase = 'search'")
-        histories = {key: [v for _, v in _history(client, child.info.run_id, key)]
-                     for key in ("train_loss", "val_acc", "alpha_entropy")}
-        if result is straight:
-            want = histories
-    for key, values in histories.items():
-        assert len(values) == EPOCHS and values == pytest.approx(want[key], abs=1e-6), key
+    client = MlflowClient(uri)
+    parent = client.get_run(result.announcements["mlflow_run_id"])
+    (child,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+                      "and tags.phase = 'search'")
+    return {key: [v for _, v in _history(client, child.info.run_id, key)]
+            for key in ("train_loss", "val_acc", "alpha_entropy")}
 
 
 def test_resume_errors_are_clear(tmp_path, runs):
