@@ -43,6 +43,16 @@ def _sigterm_after_first_epoch():
     return module
 
 
+def _search_run(client, result):
+    """The one MLflow search run nested under ``result``'s parent run."""
+    parent = client.get_run(result.announcements["mlflow_run_id"])
+    (child,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+                      "and tags.phase = 'search'")
+    return child
+
+
 def _history(client, run_id, key):
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key),
                                               key=lambda m: m.step)]
@@ -87,12 +97,8 @@ def test_resumed_search_matches_the_uninterrupted_one(runs):
     assert resumed.announcements["mlflow_run_id"] == point.announcements["mlflow_run_id"]
     parent = client.get_run(resumed.announcements["mlflow_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["automl_bin.resumed"] == "true"
-    search = lambda result: client.search_runs(  # noqa: E731
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{result.announcements['mlflow_run_id']}' "
-                      "and tags.phase = 'search'")
-    (resumed_search,) = search(resumed)
-    (straight_search,) = search(straight)
+    resumed_search = _search_run(client, resumed)
+    straight_search = _search_run(client, straight)
     assert resumed_search.info.status == "FINISHED"
     for key in ("train_loss", "val_acc", "alpha_entropy"):
         got = _history(client, resumed_search.info.run_id, key)
@@ -121,11 +127,7 @@ def _search_histories(uri, result):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    parent = client.get_run(result.announcements["mlflow_run_id"])
-    (child,) = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
-                      "and tags.phase = 'search'")
+    child = _search_run(client, result)
     return {key: [v for _, v in _history(client, child.info.run_id, key)]
             for key in ("train_loss", "val_acc", "alpha_entropy")}
 
