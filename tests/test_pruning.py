@@ -174,6 +174,56 @@ def test_ucb_indicator_formula():
     assert entry["scores"]["normal"][0]["c"] is None  # +inf is stored JSON-safe
 
 
+def _two_rounds(window: str) -> OperationPruner:
+    """Round 1: op a earns 0.9, b 0.5, c 0.1 on both edges; prune (c leaves). Round 2 (one
+    architecture so far): a earns 0.2, b 0.4."""
+    pruner = _pruner(ops=("a", "b", "c"), nodes=1, kinds=("normal",), window=window)
+    for op, reward in ((0, 0.9), (1, 0.5), (2, 0.1), (0, 0.9)):
+        pruner.record({"normal": [op, op]}, reward)
+    assert pruner.prune_round()["removed"]["normal"] == ["c", "c"]
+    pruner.record({"normal": [0, 1]}, 0.2)
+    pruner.record({"normal": [1, 0]}, 0.4)
+    return pruner
+
+
+def test_round_window_is_the_default():
+    assert _pruner().window == "round"
+    assert BnasConfig().reward_window == "round" == CpNasConfig().reward_window
+
+
+def test_round_window_ranks_by_the_current_round_only():
+    """Eq. 4.16's z̄ = (1/T)·Σ_t over this round: the mean, n_k and the UCB's N restart after
+    every prune; the "all" window keeps the whole search."""
+    now = _two_rounds("round")
+    assert now.mean_reward("normal", 0, 0) == pytest.approx(0.2)
+    assert now.pulls("normal", 0, 0) == 1 and now.window_records == 2
+    assert now.prune_round()["removed"]["normal"] == ["a", "b"]  # a is worst this round
+    assert now.window_records == 0 and now.pulls("normal", 0, 1) == 0
+    assert now.scores("normal", 0) == {1: math.inf}  # nothing tried yet in round 3
+    whole = _two_rounds("all")
+    assert whole.mean_reward("normal", 0, 0) == pytest.approx((0.9 + 0.9 + 0.2) / 3)
+    assert whole.pulls("normal", 0, 0) == 3 and whole.window_records == 6
+    assert whole.prune_round()["removed"]["normal"] == ["b", "b"]  # a's round-1 credit wins
+
+
+def test_ucb_bonus_counts_the_window():
+    now, whole = _two_rounds("round"), _two_rounds("all")
+    for p in (now, whole):
+        p.indicator = "ucb"
+    bonus = math.sqrt(2 * math.log(2) / 1)  # N = 2 architectures this round, n_a = 1
+    assert now.scores("normal", 0)[0] == pytest.approx(0.2 + bonus)
+    assert now.lcb("normal", 1)[1] == pytest.approx(0.2 - bonus)
+    bonus_all = math.sqrt(2 * math.log(6) / 3)  # N = 6 over the search, n_a = 3
+    assert whole.scores("normal", 0)[0] == pytest.approx((0.9 + 0.9 + 0.2) / 3 + bonus_all)
+
+
+def test_round_window_survives_a_state_round_trip():
+    pruner = _two_rounds("round")
+    other = _pruner(ops=("a", "b", "c"), nodes=1, kinds=("normal",))
+    other.load_state_dict(json.loads(json.dumps(pruner.state_dict())))
+    assert other.window_records == 2 and other.scores("normal", 0) == pruner.scores("normal", 0)
+
+
 def test_lcb_softmax_draws_only_remaining_ops():
     pruner = _pruner(ops=("a", "b", "c", "d"), sampling="lcb_softmax", indicator="ucb")
     rng = random.Random(2)
@@ -407,6 +457,41 @@ def test_random_sampling_mode_credits_sampled_ops_and_derives_best_means(splits,
     other.load_state_dict(strategy.state_dict())
     assert other.derive() == genotype
     assert other.op_weights() == strategy.op_weights()
+
+
+# -- the weight-training budget ----------------------------------------------------------------
+def _final_weight_images(strategy, env, epochs: int) -> list[float]:
+    metrics = _run(strategy, env, stop=epochs)
+    counts = [m["weight_images"] for m in metrics]
+    assert strategy.final_metrics()["weight_images"] == counts[-1]
+    return counts
+
+
+@pytest.mark.parametrize("steps", [1, 0])
+def test_sampling_strategies_count_weight_images(splits, tmp_path, steps):
+    """weight_images = sampled epochs × steps × batch size (16; 48 training images = 3 steps
+    when max_steps = 0), cumulative per epoch, and it survives a resume."""
+    per_epoch = 16 * (steps or 3)
+    space = _space(init_channels=8)
+    bnas = BnasStrategy(BnasConfig(trials=1, partial_k=2, max_steps=steps, val_batches=1))
+    counts = _final_weight_images(bnas, _env(splits, tmp_path, XnorBinarizer(), space=space), 5)
+    assert counts == [per_epoch * (e + 1) for e in range(5)]
+    other = BnasStrategy(bnas.config)
+    other.setup(_env(splits, tmp_path, XnorBinarizer(), space=space))
+    other.load_state_dict(bnas.state_dict())
+    assert other.final_metrics()["weight_images"] == 5 * per_epoch
+    # CP-NAS counts its Child (the Parent sees the same batches)
+    cp = CpNasStrategy(CpNasConfig(trials=1, partial_k=2, max_steps=steps, val_batches=1))
+    counts = _final_weight_images(cp, _env(splits, tmp_path, ReconBinarizer(), space=space), 2)
+    assert counts == [per_epoch, 2 * per_epoch]
+
+
+@pytest.mark.parametrize("mode", ["sampling", "sample_and_score"])
+def test_random_counts_weight_images(splits, tmp_path, mode):
+    estimator = SupernetEstimator(SupernetEstimatorConfig(max_batches=1))
+    strategy = RandomSearch(RandomConfig(epochs=3, max_steps=2, mode=mode, samples_per_epoch=1))
+    env = _env(splits, tmp_path, XnorBinarizer(), space=_space(style="real"), estimator=estimator)
+    assert _final_weight_images(strategy, env, 3) == [32.0, 64.0, 96.0]  # 2 steps × 16 a epoch
 
 
 def test_random_sampling_mode_needs_the_supernet_estimator():

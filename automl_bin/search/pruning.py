@@ -19,7 +19,8 @@ schedule of book Alg. 9 (spec §3.3/§3.4)::
         remove argmin_o e(o) from every O_ij;  K ← K − 1
 
 Indicators of op ``k`` on an edge (``r_k`` its rewards, ``n_k = |r_k|``, ``N`` the architectures
-recorded; both counted over the reward window, see `OperationPruner.window`):
+recorded; all three counted over the reward window, see `OperationPruner.window`: by default the
+current round, so every round starts with every remaining op untried):
 
 - ``mean`` (BNAS1, CP-NAS with ``z`` rewards): ``s_k = z̄_k = mean(r_k)`` (Eq. 4.16's ``z̄``),
 - ``ucb`` (BNAS2): ``s_k = mean(r_k) + sqrt(2 ln N / n_k)``,
@@ -109,11 +110,13 @@ class OperationPruner:
     #: ``permutation`` (each op once per trial) or ``lcb_softmax`` (BNAS2)
     sampling: Literal["permutation", "lcb_softmax"] = attrs.field(
         default="permutation", validator=attrs.validators.in_(SAMPLINGS))
-    #: rewards entering the indicators: ``all`` (the whole search, spec §3.3 pseudo-code, whose
-    #: histories are never reset) or ``round`` (only the current round's T trials, the literal
-    #: ``(1/T)·Σ_t`` of Eq. 4.16)
+    #: rewards entering the indicators: ``round`` (only the current round's T trials, the
+    #: literal ``(1/T)·Σ_t`` of Eq. 4.16; the UCB's ``N`` and ``n_k`` count that round too) or
+    #: ``all`` (the whole search, spec §3.3 pseudo-code, whose histories are never reset).
+    #: ``round`` is the default: the shared weights change between rounds, and rewards earned
+    #: by a younger supernet would outvote what the current one says
     window: Literal["all", "round"] = attrs.field(
-        default="all", validator=attrs.validators.in_(WINDOWS))
+        default="round", validator=attrs.validators.in_(WINDOWS))
     #: op names left out of every candidate set from the start
     exclude: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: start with only the first ``k0`` non-excluded ops (in ``op_names`` order); None = all

@@ -16,6 +16,10 @@ sharing (Li & Talwalkar 2019): each epoch trains the supernet along a uniformly 
 genotype per batch, then scores ``samples_per_epoch`` fresh random genotypes on the validation
 split with the shared weights. With ``retrain`` every sample is trained from scratch (costly,
 honest). The best genotype by validation score over the whole search is returned.
+
+With the ``supernet`` estimator (both modes) every epoch logs ``weight_images``: the images the
+supernet's weight steps have seen so far, the search's weight-training budget. With ``retrain``
+there is no searched network to count (each sample trains its own), so it is not logged.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ class RandomSearch(Strategy):
         self.history: list[dict[str, Any]] = []
         self.weight_sharing = self.config.estimator == "supernet"
         self.supernet = None
+        #: images seen by the supernet's weight steps so far (weight sharing only)
+        self.weight_images = 0
         if self.weight_sharing:
             from automl_bin.training import make_sgd
 
@@ -111,10 +117,11 @@ class RandomSearch(Strategy):
             if problem:
                 raise ValueError(f"the random strategy cannot run: {problem}")
             assert self.supernet is not None
-            # the bookkeeping of the pruning strategies, never pruned: uniform draws per edge
+            # the bookkeeping of the pruning strategies, never pruned: uniform draws per edge,
+            # every score of the search in each op's expectation ("all")
             self.pruner = OperationPruner(op_names=env.space.op_names,
                                           edges=cell_edges(env.space, self.supernet),
-                                          space=env.space.genotype_space, trials=1)
+                                          space=env.space.genotype_space, trials=1, window="all")
 
     def num_epochs(self) -> int:
         return self.config.epochs
@@ -141,6 +148,7 @@ class RandomSearch(Strategy):
             loss.backward()
             clip_and_step(weights, self.w_opt, self.config.grad_clip)
             meter.update(loss.detach(), logits.detach(), y)
+            self.weight_images += int(y.shape[0])
         net.set_fixed_architecture(None)
         return meter.result("train")
 
@@ -169,13 +177,15 @@ class RandomSearch(Strategy):
                               binarizer=env.binarizer)
         metrics = train_path(env, [trainee], genotype, epoch, steps=self.config.max_steps,
                              lr=lr, grad_clip=self.config.grad_clip)["supernet"]
+        self.weight_images += int(metrics["train_images"])
         estimate = env.estimator.estimate(genotype, self._estimation_env(epoch))
         pruner.record(arch, estimate.score)
         self.history.append({"epoch": epoch, "score": estimate.score,
                              "genotype": genotype.to_dict()})
         if self.best is None or estimate.score > self.best[0]:
             self.best = (estimate.score, genotype)
-        metrics.update({"val_acc": estimate.score, "best_val_acc": self.best[0], "lr": lr})
+        metrics.update({"val_acc": estimate.score, "best_val_acc": self.best[0], "lr": lr,
+                        "weight_images": float(self.weight_images)})
         return metrics
 
     def run_epoch(self, epoch: int) -> Mapping[str, float]:
@@ -186,6 +196,7 @@ class RandomSearch(Strategy):
         metrics: dict[str, float] = {}
         if self.weight_sharing:
             metrics.update(self._train_supernet(epoch))
+            metrics["weight_images"] = float(self.weight_images)
         est_env = self._estimation_env(epoch)
         scores = []
         for _ in range(self.config.samples_per_epoch):
@@ -214,7 +225,10 @@ class RandomSearch(Strategy):
         return self.pruner.mean_matrix() if self.pruner is not None else None
 
     def final_metrics(self) -> Mapping[str, float]:
-        return {"best_val_acc": self.best[0]} if self.best else {}
+        out = {"best_val_acc": self.best[0]} if self.best else {}
+        if self.weight_sharing:
+            out["weight_images"] = float(self.weight_images)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -225,6 +239,7 @@ class RandomSearch(Strategy):
         if self.supernet is not None:
             state["supernet"] = self.supernet.state_dict()
             state["w_opt"] = self.w_opt.state_dict()
+            state["weight_images"] = self.weight_images
         if self.pruner is not None:
             state["pruner"] = self.pruner.state_dict()
         return state
@@ -237,6 +252,8 @@ class RandomSearch(Strategy):
         if self.supernet is not None:
             self.supernet.load_state_dict(state["supernet"])
             self.w_opt.load_state_dict(state["w_opt"])
+            # checkpoints written before the count existed resume from 0
+            self.weight_images = int(state.get("weight_images", 0))
         if self.pruner is not None:
             self.pruner.load_state_dict(state["pruner"])
 

@@ -3,10 +3,12 @@
 One runner epoch = one sampled single-path architecture (every edge one op, ``none`` included):
 the `OperationPruner` (`automl_bin.search.pruning`) hands out the architectures of the trial
 schedule; each supernet of the strategy (BNAS: one binary supernet; CP-NAS: a real Parent and a
-1-bit Child) trains its shared weights along the path for one epoch, is scored on the validation
-split by the ``supernet`` estimator (single path, BN batch statistics), and the strategy turns the
-scores into one reward that the pruner credits to every sampled (edge, op). After the last trial
-of a round the pruner removes one op per edge. So ``num_epochs = T·Σ_{K=2}^{K0} K``.
+1-bit Child) trains its shared weights along the path for one epoch (at most ``max_steps``
+steps), is scored on ``val_batches`` batches of the validation split by the ``supernet``
+estimator (single path, BN batch statistics), and the strategy turns the scores into one reward
+that the pruner credits to every sampled (edge, op). After the last trial of a round the pruner
+removes one op per edge, ranked by the rewards of that round (``reward_window = "round"``, Eq.
+4.16; ``"all"`` ranks by the whole search). So ``num_epochs = T·Σ_{K=2}^{K0} K``.
 
 `train_path`, `score_path`, `make_supernet_estimator` and `cell_edges` are also used by the
 ``random`` strategy's ``sampling`` mode. Torch is imported inside functions only.
@@ -52,17 +54,20 @@ class SampledPathConfig(WeightSgdKeys):
     trials: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     #: ops never considered (e.g. ["none"] so that no edge can end as a zero op)
     exclude_ops: list[str] = attrs.field(factory=list)
-    #: rewards entering the indicator: "all" (the whole search) or "round" (the current
-    #: round's T trials only)
-    reward_window: Literal["all", "round"] = "all"
+    #: rewards entering the indicator: "round" (the current round's T trials only: Eq. 4.16's
+    #: z̄ = (1/T)·Σ_t, and the UCB's N and n_k count that round; rewards earned while the
+    #: supernet was younger do not outvote what it says now) or "all" (the whole search)
+    reward_window: Literal["all", "round"] = "round"
     #: PC-DARTS partial channels: 1/partial_k of the channels go through each edge's op
     partial_k: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: weight SGD (optimizer_keys), cosine-annealed over all sampled epochs; no weight decay on
     #: the latent weights of 1-bit convolutions
     weight_decay: float = attrs.field(default=0.0, validator=_ge0)
-    #: stop each sampled epoch after this many steps (0 = the whole training split)
+    #: stop each sampled epoch after this many steps (0 = the whole training split). Few
+    #: steps leave the path's score mostly noise: measure with bench/indicator_spread.py
     max_steps: int = attrs.field(default=0, validator=_ge0)
-    #: score each sampled path on at most this many validation batches (0 = all)
+    #: score each sampled path on at most this many validation batches (0 = all, the same
+    #: images for every path, so scores differ by the paths and not by the sample)
     val_batches: int = attrs.field(default=0, validator=_ge0)
 
 
@@ -127,7 +132,8 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
 
     Loss: CE + the binarizer's auxiliary terms (`Binarizer.aux_losses`, with the pooled
     features of `capture_features` for feature terms such as the CP-NAS compactness loss).
-    Returns per trainee ``train_loss`` (CE), ``train_acc`` and the mean of every aux term.
+    Returns per trainee ``train_loss`` (CE), ``train_acc``, the mean of every aux term and
+    ``train_images`` (the images its weight steps saw, for the ``weight_images`` budget).
     """
     import torch.nn.functional as F
 
@@ -142,7 +148,7 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
         set_lr(t.optimizer, lr)
         t.net.set_fixed_architecture(genotype)
         t.net.train()
-    n = 0
+    n = images = 0
     try:
         for x, y in env.reporter.track(itertools.islice(train.batches(epoch), steps), steps,
                                        f"sampled path {epoch + 1}"):
@@ -159,6 +165,7 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
                 for key, value in aux.items():
                     aux_sums[t.name][key] = aux_sums[t.name].get(key, 0.0) + float(value.detach())
             n += 1
+            images += int(y.shape[0])
     finally:
         for t in trainees:
             t.net.set_fixed_architecture(None)
@@ -166,6 +173,7 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
     for t in trainees:
         metrics = meters[t.name].result("train")
         metrics.update({k: v / max(n, 1) for k, v in aux_sums[t.name].items()})
+        metrics["train_images"] = float(images)
         out[t.name] = metrics
     return out
 
@@ -226,7 +234,9 @@ class SampledPathStrategy(Strategy):
     """Sample single paths by the pruner's schedule, train, score, credit, prune (Alg. 9).
 
     Subclasses implement `build_trainees` (the supernets) and `reward` (the scores → one reward
-    and the epoch's metrics), and may override `indicator_name`/`sampling_name`.
+    and the epoch's metrics), and may override `indicator_name`/`sampling_name`. Every epoch
+    logs ``weight_images``: the images the first trainee's weight steps have seen so far (the
+    searched network: BNAS's supernet, CP-NAS's Child), the search's weight-training budget.
     """
 
     Config = SampledPathConfig
@@ -241,7 +251,8 @@ class SampledPathStrategy(Strategy):
         return "permutation"
 
     def build_trainees(self, env: SearchEnv) -> list[PathTrainee]:
-        """The supernets trained along every sampled path (the first one gives the edges)."""
+        """The supernets trained along every sampled path; the first is the searched network
+        (it gives the edges, and its images are ``weight_images``)."""
         raise NotImplementedError
 
     def reward(self, train: Mapping[str, Mapping[str, float]],
@@ -292,6 +303,8 @@ class SampledPathStrategy(Strategy):
         self.rng = random.Random(env.seed)
         self.estimator = make_supernet_estimator(env, cfg.val_batches)
         self._artifacts_logged = False
+        #: images seen by the searched network's weight steps so far
+        self.weight_images = 0
 
     def make_trainee(self, env: SearchEnv, name: str, binarizer: Binarizer,
                      weight_decay: float) -> PathTrainee:
@@ -321,9 +334,11 @@ class SampledPathStrategy(Strategy):
         reward, metrics = self.reward(train, scores)
         trial, position = self.pruner.trials_done, self.pruner.position
         self.credit(arch, reward)
+        self.weight_images += int(train[self.trainees[0].name]["train_images"])
         metrics.update({"reward": reward, "remaining_ops": self.pruner.mean_remaining(),
                         "round": float(self.pruner.round), "trial": float(trial),
-                        "sample": float(position), "lr": lr})
+                        "sample": float(position), "lr": lr,
+                        "weight_images": float(self.weight_images)})
         return metrics
 
     def credit(self, arch: Architecture, reward: float) -> dict[str, Any] | None:
@@ -351,7 +366,8 @@ class SampledPathStrategy(Strategy):
     def final_metrics(self) -> Mapping[str, float]:
         self.log_artifacts()
         return {"prune_rounds": float(self.pruner.round),
-                "final_remaining_ops": self.pruner.mean_remaining()}
+                "final_remaining_ops": self.pruner.mean_remaining(),
+                "weight_images": float(self.weight_images)}
 
     def history_document(self) -> dict[str, Any]:
         p = self.pruner
@@ -387,6 +403,7 @@ class SampledPathStrategy(Strategy):
             "rng": [version, list(internal), gauss],
             "nets": {t.name: t.net.state_dict() for t in self.trainees},
             "optimizers": {t.name: t.optimizer.state_dict() for t in self.trainees},
+            "weight_images": self.weight_images,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -396,3 +413,5 @@ class SampledPathStrategy(Strategy):
         for t in self.trainees:
             t.net.load_state_dict(state["nets"][t.name])
             t.optimizer.load_state_dict(state["optimizers"][t.name])
+        # checkpoints written before the count existed resume from 0
+        self.weight_images = int(state.get("weight_images", 0))
