@@ -2,9 +2,14 @@
 
 Input is one `RunRecord` per tracked run (from MLflow for ``automl-bin compare``, or straight
 from a suite that just ran); runs of the same row (label, binarizer, ablation switches and
-swept values) are aggregated over seeds: test accuracy as mean ± std and best-of-N, search
-cost as the mean seconds with the device, ``model_bits`` and ``speedup_estimate``. Nothing
-here imports torch or MLflow.
+swept values) are aggregated over seeds: test accuracy as mean ± std and best-of-N, the
+weight-training budget (``weight_images``: images seen by the searched network's weight steps),
+search cost as the mean seconds with the device, ``model_bits`` and ``speedup_estimate``.
+
+Runs tagged ``reference = random_genotypes`` (a suite's ``[reference]``: random genotypes of the
+same space, retrained the same way) form one reference row, and every other row gets its
+seed-paired difference to them (`paired_delta`, with a 95 % bootstrap interval) and its
+percentile among them (`percentile_among`). Nothing here imports torch or MLflow.
 """
 
 from __future__ import annotations
@@ -22,12 +27,22 @@ from typing import Any
 
 import attrs
 
-__all__ = ["RunRecord", "Row", "build_rows", "format_table", "plot_accuracy_vs_cost",
-           "plot_sweep", "genotype_id", "FORMATS"]
+__all__ = ["RunRecord", "Row", "PairedDelta", "build_rows", "format_table",
+           "plot_accuracy_vs_cost", "plot_sweep", "genotype_id", "paired_delta",
+           "percentile_among", "FORMATS", "REFERENCE_ROW"]
 
 FORMATS = ("markdown", "csv", "json")
 #: the metric a row is ranked and plotted by
 ACCURACY = "test_acc"
+#: images seen by the searched network's weight steps during the search (the budget column)
+WEIGHT_IMAGES = "weight_images"
+#: the reference kind whose runs every row is measured against
+REFERENCE_KIND = "random_genotypes"
+#: the label of the row that gathers every reference run (their own labels are 1..N)
+REFERENCE_ROW = "random genotypes (reference)"
+#: bootstrap resamples and the fixed RNG seed: the same runs give the same interval every time
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -39,10 +54,23 @@ class RunRecord:
     tags: Mapping[str, str] = attrs.field(factory=dict)
     metrics: Mapping[str, float] = attrs.field(factory=dict)
     run_id: str = ""
+    #: recipe params as tracked (``experiment.seed``, ...), for runs made outside a suite
+    params: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def label(self) -> str:
         return self.tags.get("suite.label") or self.tags.get("strategy", "?")
+
+    @property
+    def seed(self) -> str | None:
+        """The run's seed (``suite.seed`` tag, else the ``experiment.seed`` param): rows are
+        paired with the reference seed by seed."""
+        return self.tags.get("suite.seed") or self.params.get("experiment.seed") or None
+
+    @property
+    def reference(self) -> str:
+        """The reference kind of the run (``random_genotypes``), "" for a searched run."""
+        return self.tags.get("reference", "")
 
     @property
     def genotype(self) -> str:
@@ -98,6 +126,18 @@ class Row:
     run_ids: tuple[str, ...] = ()
     #: `genotype_id` of each finished run, in run order (seed by seed in a suite)
     genotypes: tuple[str, ...] = ()
+    #: mean images seen by weight steps during the search (None: no run logged it)
+    weight_images: float | None = None
+    #: the reference kind when this is the reference row, else ""
+    reference: str = ""
+    #: seed-paired test-accuracy difference to the random genotypes, with its 95 % interval
+    delta: float | None = None
+    delta_low: float | None = None
+    delta_high: float | None = None
+    #: how many seeds the difference pairs
+    delta_seeds: int = 0
+    #: the mean accuracy's percentile (0-100) among every random-genotype run's accuracy
+    percentile: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = attrs.asdict(self)
@@ -114,15 +154,20 @@ def _values(records: Sequence[RunRecord], key: str) -> list[float]:
             if key in r.metrics and math.isfinite(float(r.metrics[key]))]
 
 
+def _row_key(record: RunRecord) -> tuple[Any, ...]:
+    """What puts two runs in the same row; every reference run of a kind shares one row."""
+    t = record.tags
+    label = REFERENCE_ROW if record.reference == REFERENCE_KIND else record.label
+    return (label, t.get("binarizer", "?"), _switch(t, "tangent", ("true",)),
+            _switch(t, "hessian", ("ggn",)), _switch(t, "decoupled", ("true",)), record.sweep)
+
+
 def build_rows(records: Iterable[RunRecord]) -> list[Row]:
-    """Group runs into rows (first appearance order) and aggregate each over its seeds."""
+    """Group runs into rows (first appearance order) and aggregate each over its seeds; with
+    random-genotype reference runs, every other row gets its difference to them."""
     groups: dict[tuple[Any, ...], list[RunRecord]] = {}
     for record in records:
-        t = record.tags
-        key = (record.label, t.get("binarizer", "?"), _switch(t, "tangent", ("true",)),
-               _switch(t, "hessian", ("ggn",)), _switch(t, "decoupled", ("true",)),
-               record.sweep)
-        groups.setdefault(key, []).append(record)
+        groups.setdefault(_row_key(record), []).append(record)
     rows = []
     for (label, binarizer, tp, ggn, do, sweep), members in groups.items():
         done = [r for r in members if r.status == "FINISHED"]
@@ -131,15 +176,105 @@ def build_rows(records: Iterable[RunRecord]) -> list[Row]:
         rows.append(Row(
             label=label, strategy=members[0].tags.get("strategy", "?"), tp=tp, ggn=ggn, do=do,
             binarizer=binarizer, sweep=sweep, runs=len(done), failed=len(members) - len(done),
-            acc_mean=_mean(accs), acc_std=statistics.pstdev(accs) if len(accs) > 1 else (
-                0.0 if accs else None),
+            acc_mean=_mean(accs),
+            # one run has no spread: None, not a misleading 0.00
+            acc_std=statistics.pstdev(accs) if len(accs) > 1 else None,
             acc_best=max(accs) if accs else None,
             search_seconds=_mean(_values(done, "search_seconds")), device=", ".join(devices),
             model_bits=_mean(_values(done, "model_bits")),
             speedup=_mean(_values(done, "speedup_estimate")),
             run_ids=tuple(r.run_id for r in members if r.run_id),
-            genotypes=tuple(r.genotype for r in done)))
-    return rows
+            genotypes=tuple(r.genotype for r in done),
+            weight_images=_mean(_values(done, WEIGHT_IMAGES)),
+            reference=members[0].reference if label == REFERENCE_ROW else ""))
+    return _with_reference(rows, groups)
+
+
+def _by_seed(records: Iterable[RunRecord]) -> dict[str, list[float]]:
+    """Finished runs' test accuracies per seed (runs without a seed cannot be paired)."""
+    out: dict[str, list[float]] = {}
+    for r in records:
+        if r.status == "FINISHED" and r.seed is not None:
+            out.setdefault(r.seed, []).extend(_values([r], ACCURACY))
+    return {seed: accs for seed, accs in out.items() if accs}
+
+
+def _with_reference(rows: list[Row], groups: Mapping[tuple[Any, ...], list[RunRecord]]
+                    ) -> list[Row]:
+    """Each non-reference row with its paired difference and percentile vs the reference."""
+    references = [r for key, members in groups.items() if key[0] == REFERENCE_ROW
+                  for r in members]
+    ref_by_seed = _by_seed(references)
+    population = _values([r for r in references if r.status == "FINISHED"], ACCURACY)
+    if not population:
+        return rows
+    out = []
+    for row, members in zip(rows, groups.values()):
+        if row.reference:
+            out.append(row)
+            continue
+        own = {seed: statistics.fmean(accs) for seed, accs in _by_seed(members).items()}
+        paired = paired_delta(own, ref_by_seed)
+        pct = percentile_among(row.acc_mean, population) if row.acc_mean is not None else None
+        if paired is None:
+            out.append(attrs.evolve(row, percentile=pct))
+            continue
+        out.append(attrs.evolve(row, delta=paired.delta, delta_low=paired.low,
+                                delta_high=paired.high, delta_seeds=paired.seeds,
+                                percentile=pct))
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class PairedDelta:
+    """A row's mean seed-paired accuracy difference to the reference and its 95 % interval."""
+
+    delta: float
+    #: the bootstrap interval; None when one seed with one reference run leaves nothing to
+    #: resample
+    low: float | None
+    high: float | None
+    seeds: int
+
+
+def paired_delta(row_by_seed: Mapping[str, float], ref_by_seed: Mapping[str, Sequence[float]],
+                 *, resamples: int = BOOTSTRAP_RESAMPLES, rng_seed: int = BOOTSTRAP_SEED
+                 ) -> PairedDelta | None:
+    """Mean over the shared seeds of (row's accuracy − mean reference accuracy on that seed).
+
+    The 95 % interval is a two-level percentile bootstrap: resample the seeds with replacement
+    and, within every drawn seed, that seed's reference runs with replacement (both are noise:
+    which seeds ran, and which random genotypes were drawn). The RNG seed is fixed, so the same
+    runs always give the same interval. None when no seed has both.
+    """
+    import numpy as np
+
+    seeds = sorted(s for s in row_by_seed if ref_by_seed.get(s))
+    if not seeds:
+        return None
+    own = np.array([row_by_seed[s] for s in seeds], dtype=float)
+    refs = [np.asarray(ref_by_seed[s], dtype=float) for s in seeds]
+    delta = float(np.mean(own - np.array([r.mean() for r in refs])))
+    if len(seeds) == 1 and len(refs[0]) == 1:
+        return PairedDelta(delta=delta, low=None, high=None, seeds=1)
+    rng = np.random.default_rng(rng_seed)
+    k = len(seeds)
+    pick = rng.integers(0, k, size=(resamples, k))
+    ref_means = np.zeros((resamples, k))
+    for j, r in enumerate(refs):
+        # a fresh resample of seed j's references in every slot that drew seed j
+        means = r[rng.integers(0, len(r), size=(resamples, k, len(r)))].mean(axis=2)
+        ref_means = np.where(pick == j, means, ref_means)
+    deltas = (own[pick] - ref_means).mean(axis=1)
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return PairedDelta(delta=delta, low=float(low), high=float(high), seeds=k)
+
+
+def percentile_among(value: float, population: Sequence[float]) -> float:
+    """Percent of ``population`` below ``value``, ties counted half (0-100; 50 = median)."""
+    below = sum(p < value for p in population)
+    ties = sum(p == value for p in population)
+    return 100.0 * (below + 0.5 * ties) / len(population)
 
 
 def _pct(value: float | None) -> str:
@@ -150,19 +285,47 @@ def _num(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _accuracy(row: Row) -> str:
+    if row.acc_mean is None:
+        return "–"
+    if row.acc_std is None:  # one run: no spread to show
+        return _pct(row.acc_mean)
+    return f"{_pct(row.acc_mean)} ± {_pct(row.acc_std)}"
+
+
+def _delta(row: Row) -> str:
+    """``+1.20 [-0.40, +2.70]`` in accuracy points; – when the row has no paired seed."""
+    if row.delta is None:
+        return "–"
+    text = _points(row.delta)
+    if row.delta_low is not None and row.delta_high is not None:
+        text += f" [{_points(row.delta_low)}, {_points(row.delta_high)}]"
+    return text
+
+
+def _points(value: float) -> str:
+    """A signed difference in accuracy points; float noise around 0 prints +0.00, not -0.00."""
+    return f"{round(100 * value, 2) + 0.0:+.2f}"
+
+
 _CSV_SWITCH = {"✓": "true", "✗": "false", "–": ""}
-_HEADER = ["strategy", "T.P.", "GGN", "D.O.", "binarizer", "test acc % (mean ± std)",
-           "best of N", "N", "search s", "device", "model_bits", "speedup", "genotypes"]
+_HEAD = ["strategy", "T.P.", "GGN", "D.O.", "binarizer", "test acc % (mean ± std)",
+         "best of N", "N"]
+_REFERENCE_HEAD = ["Δ vs random (95% CI)", "pct"]
+_TAIL = ["weight images", "search s", "device", "model_bits", "speedup", "genotypes"]
 
 
-def _cells(row: Row, sweep_keys: Sequence[str]) -> list[str]:
-    acc = "–" if row.acc_mean is None else f"{_pct(row.acc_mean)} ± {_pct(row.acc_std)}"
+def _cells(row: Row, sweep_keys: Sequence[str], with_reference: bool) -> list[str]:
     n = f"{row.runs}" + (f" (+{row.failed} failed or killed)" if row.failed else "")
     swept = dict(row.sweep)
-    return [row.label, row.tp, row.ggn, row.do, row.binarizer, acc, _pct(row.acc_best), n,
-            _num(row.search_seconds, ".1f"), row.device, _num(row.model_bits, ".0f"),
+    head = [row.label, row.tp, row.ggn, row.do, row.binarizer, _accuracy(row),
+            _pct(row.acc_best), n]
+    reference = [_delta(row), _num(row.percentile, ".0f")] if with_reference else []
+    tail = [_num(row.weight_images, ",.0f"), _num(row.search_seconds, ".1f"), row.device,
+            _num(row.model_bits, ".0f"),
             _num(row.speedup, ".2f") + ("x" if row.speedup is not None else ""),
-            " ".join(row.genotypes) or "–", *[swept.get(k, "–") for k in sweep_keys]]
+            " ".join(row.genotypes) or "–"]
+    return [*head, *reference, *tail, *[swept.get(k, "–") for k in sweep_keys]]
 
 
 def _sweep_keys(rows: Sequence[Row]) -> list[str]:
@@ -172,29 +335,39 @@ def _sweep_keys(rows: Sequence[Row]) -> list[str]:
     return keys
 
 
+def _csv(rows: Sequence[Row], keys: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["strategy", "tp", "ggn", "do", "binarizer", "test_acc_mean",
+                     "test_acc_std", "test_acc_best", "runs", "failed", "delta_vs_random",
+                     "delta_low", "delta_high", "delta_seeds", "percentile_vs_random",
+                     "reference", "weight_images", "search_seconds", "device", "model_bits",
+                     "speedup_estimate", "genotypes", *keys])
+    for r in rows:
+        swept = dict(r.sweep)
+        writer.writerow([r.label, *(_CSV_SWITCH[x] for x in (r.tp, r.ggn, r.do)), r.binarizer,
+                         r.acc_mean, r.acc_std, r.acc_best, r.runs, r.failed, r.delta,
+                         r.delta_low, r.delta_high, r.delta_seeds or "", r.percentile,
+                         r.reference, r.weight_images, r.search_seconds, r.device,
+                         r.model_bits, r.speedup, " ".join(r.genotypes),
+                         *[swept.get(k, "") for k in keys]])
+    return buffer.getvalue()
+
+
 def format_table(rows: Sequence[Row], fmt: str = "markdown") -> str:
-    """The table as ``markdown``, ``csv`` or ``json``."""
+    """The table as ``markdown``, ``csv`` or ``json``; the markdown table has the ``Δ vs
+    random`` and ``pct`` columns only when a reference row is among ``rows``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "json":
         return json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False)
     keys = _sweep_keys(rows)
-    header = _HEADER + keys
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["strategy", "tp", "ggn", "do", "binarizer", "test_acc_mean",
-                         "test_acc_std", "test_acc_best", "runs", "failed", "search_seconds",
-                         "device", "model_bits", "speedup_estimate", "genotypes", *keys])
-        for r in rows:
-            swept = dict(r.sweep)
-            writer.writerow([r.label, *(_CSV_SWITCH[x] for x in (r.tp, r.ggn, r.do)), r.binarizer, r.acc_mean, r.acc_std,
-                             r.acc_best, r.runs, r.failed, r.search_seconds, r.device,
-                             r.model_bits, r.speedup, " ".join(r.genotypes),
-                             *[swept.get(k, "") for k in keys]])
-        return buffer.getvalue()
+        return _csv(rows, keys)
+    with_reference = any(r.reference for r in rows)
+    header = [*_HEAD, *(_REFERENCE_HEAD if with_reference else []), *_TAIL, *keys]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cells(r, keys)) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cells(r, keys, with_reference)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,11 @@ A recipe becomes a *suite* when it has any of
   (``"strategy.beta_p" = [0.0, 0.5]``); every combination runs, for every member;
 - ``[experiment] seeds``: a count (seeds ``seed, seed+1, ...``) or a list of seeds; every member
   and grid point runs once per seed. Runs go seed by seed (every member and grid point on the
-  first seed, then on the next), so a suite stopped early still has a complete comparison.
+  first seed, then on the next), so a suite stopped early still has a complete comparison;
+- ``[reference] random_genotypes = N``: N extra runs per seed, labelled ``random genotype 1..N``,
+  each retraining ONE genotype drawn uniformly from the base search space (the
+  ``random_genotype`` strategy) with the base ``[retrain]``: the yardstick ``automl-bin compare``
+  measures every row against (seed-paired difference and percentile).
 
 ``[data]``, ``[experiment]`` and ``[tracking]`` are shared by every run: the same data set,
 split rule and budget for all, which is what makes the comparison fair. Expansion is pure data
@@ -45,13 +49,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Member", "SuitePlan", "expand_recipe", "load_plan", "parse_plan"]
+__all__ = ["Member", "SuitePlan", "expand_recipe", "load_plan", "parse_plan",
+           "REFERENCE_KINDS", "REFERENCE_LABEL"]
 
 #: sections a suite member may change; the others are shared so that runs stay comparable
 MEMBER_SECTIONS = ("strategy", "binarizer", "search_space", "retrain")
 _MEMBER_KEYS = ("label", *MEMBER_SECTIONS)
 #: the most runs one file may expand to (a typo in a grid should not start 10,000 runs)
 MAX_RUNS = 500
+#: the keys of the ``[reference]`` table (reference kind -> runs per seed)
+REFERENCE_KINDS = ("random_genotypes",)
+#: the label of reference run ``i`` (1-based); the rows' labels stay unique
+REFERENCE_LABEL = "random genotype {index}"
+#: the most random genotypes per seed (each is a full retraining)
+MAX_REFERENCE = 50
 
 
 @attrs.frozen(kw_only=True)
@@ -63,6 +74,8 @@ class Member:
     #: swept recipe key -> value of this run (empty without a sweep)
     sweep: Mapping[str, Any] = attrs.field(factory=dict)
     recipe: Recipe
+    #: the reference kind of a ``[reference]`` run (``"random_genotypes"``), else ""
+    reference: str = ""
 
     @property
     def name(self) -> str:
@@ -95,7 +108,7 @@ def _short(value: Any) -> str:
 
 def _check_sections(raw: Mapping[str, Any], source: str) -> None:
     """Every top-level entry is a known section and a table (``[[suite]]``: tables)."""
-    known = (*recipe_sections(), "suite", "sweep")
+    known = (*recipe_sections(), "suite", "sweep", "reference")
     for section, value in raw.items():
         if section not in known:
             raise UsageError(f"Unknown recipe section [{section}] in {source}."
@@ -212,6 +225,65 @@ def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = copy.deepcopy(value)
 
 
+def _reference_count(raw: Mapping[str, Any]) -> int:
+    """Random genotypes per seed that ``[reference]`` asks for (0 without the table)."""
+    table = raw.get("reference", {})
+    for key in table:
+        if key not in REFERENCE_KINDS:
+            raise UsageError(f"Unknown key '{key}' in [reference].{suggest(key, REFERENCE_KINDS)} "
+                             f"Valid keys: {', '.join(REFERENCE_KINDS)} (e.g. random_genotypes "
+                             "= 3: three random genotypes per seed).")
+    count = table.get("random_genotypes", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_REFERENCE:
+        raise UsageError(f"[reference] random_genotypes must be a whole number from 0 (no "
+                         f"reference) to {MAX_REFERENCE}: how many random genotypes each seed "
+                         f"retrains; got {count!r}.")
+    return count
+
+
+def _check_reference_sweep(grid: Mapping[str, list[Any]], count: int) -> None:
+    """A reference is retrained once per seed with the base recipe, so a sweep may vary only
+    [strategy] keys: a swept [retrain], [data], ... key would retrain rows differently from it."""
+    outside = [key for key in grid if not key.startswith("strategy.")]
+    if count and outside:
+        raise UsageError(f"[sweep] varies {', '.join(outside)}, but the [reference] random "
+                         "genotypes retrain once per seed with the base recipe, so rows would "
+                         "no longer share their retraining with the reference. With [reference], "
+                         "sweep only strategy.* keys (or set reference.random_genotypes = 0).")
+
+
+def _reference_members(base: Mapping[str, Any], count: int,
+                       overrides: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, recipe data) of reference runs 1..count: the base recipe with the
+    ``random_genotype`` strategy, so the same space, binarizer and [retrain] as the base."""
+    # --set strategy.* keys belong to the searching strategies; random_genotype has none of them
+    kept = [o for o in overrides if o.split(".", 1)[0] in MEMBER_SECTIONS
+            and o.split(".", 1)[0] != "strategy"]
+    out = []
+    for index in range(1, count + 1):
+        table = {"strategy": {"name": "random_genotype", "index": index}}
+        out.append((REFERENCE_LABEL.format(index=index),
+                    apply_overrides(_merge_member(base, table), kept)))
+    return out
+
+
+def _build_member(run_raw: dict[str, Any], *, label: str, seed: int | None,
+                  swept: Mapping[str, Any], source: str, is_suite: bool,
+                  reference: str = "") -> Member:
+    """Validate one run's recipe data; an error names the member."""
+    if seed is not None:
+        run_raw.setdefault("experiment", {})["seed"] = seed
+    where = f"{source} (suite member {label!r})" if is_suite else source
+    try:
+        recipe = recipe_from_data(run_raw, where)
+    except UsageError as exc:
+        if not is_suite:
+            raise
+        raise UsageError(f"Suite member {label!r}: {exc}") from exc
+    return Member(label=label, seed=recipe.experiment.seed, sweep=dict(swept), recipe=recipe,
+                  reference=reference)
+
+
 def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
                   source: str = "<string>") -> SuitePlan:
     """Expand recipe data (``--set`` ``overrides`` already applied or given here) into runs.
@@ -226,29 +298,35 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
         raise UsageError("[sweep] must be a table of \"section.key\" = [values].")
     for key in grid:
         _check_sweep_key(key)
+    n_reference = _reference_count(raw)
+    _check_reference_sweep(grid, n_reference)
     experiment = raw.get("experiment", {})
     seeds = _seeds(experiment) if isinstance(experiment, dict) else None
-    is_suite = members is not None or bool(grid) or seeds is not None
+    is_suite = members is not None or bool(grid) or seeds is not None or n_reference > 0
 
-    base = {k: v for k, v in raw.items() if k not in ("suite", "sweep")}
+    base = {k: v for k, v in raw.items() if k not in ("suite", "sweep", "reference")}
     if isinstance(base.get("experiment"), dict):
         base["experiment"] = {k: v for k, v in base["experiment"].items() if k != "seeds"}
     member_tables = members if members is not None else [{}]
+    references = _reference_members(base, n_reference, overrides)
     labels = []
     for table in member_tables:
         merged_strategy = _merge_member(base, table).get("strategy", {})
         labels.append(table.get("label") or str(merged_strategy.get("name", "run")))
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    all_labels = labels + [label for label, _ in references]
+    duplicates = sorted({label for label in all_labels if all_labels.count(label) > 1})
     if duplicates:
         raise UsageError(f"Suite members share the label(s) {duplicates}; give each member its "
-                         "own label = \"...\" (it names the row in automl-bin compare).")
+                         "own label = \"...\" (it names the row in automl-bin compare; "
+                         "\"random genotype N\" is taken by the [reference] runs).")
     points = list(itertools.product(*grid.values())) if grid else [()]
     seed_list = seeds or [None]
-    total = len(member_tables) * len(points) * len(seed_list)
+    total = (len(member_tables) * len(points) + n_reference) * len(seed_list)
     if total > MAX_RUNS:
         raise UsageError(f"This recipe expands to {total} runs ({len(member_tables)} member(s) x "
-                         f"{len(points)} grid point(s) x {len(seed_list)} seed(s)), more than "
-                         f"{MAX_RUNS}; shrink the [sweep] grid or the seeds.")
+                         f"{len(points)} grid point(s) + {n_reference} reference run(s), x "
+                         f"{len(seed_list)} seed(s)), more than {MAX_RUNS}; shrink the [sweep] "
+                         "grid, the reference or the seeds.")
 
     member_raws = []
     for table in member_tables:
@@ -265,17 +343,13 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
                 swept = dict(zip(grid, point))
                 for key, value in swept.items():
                     _set_key(run_raw, key, value)
-                if seed is not None:
-                    run_raw.setdefault("experiment", {})["seed"] = seed
-                where = f"{source} (suite member {label!r})" if is_suite else source
-                try:
-                    recipe = recipe_from_data(run_raw, where)
-                except UsageError as exc:
-                    if not is_suite:
-                        raise
-                    raise UsageError(f"Suite member {label!r}: {exc}") from exc
-                out.append(Member(label=label, seed=recipe.experiment.seed, sweep=swept,
-                                  recipe=recipe))
+                out.append(_build_member(run_raw, label=label, seed=seed, swept=swept,
+                                         source=source, is_suite=is_suite))
+        # after the searched members, so the seed's rows are there even if a reference fails
+        for label, ref_raw in references:
+            out.append(_build_member(copy.deepcopy(ref_raw), label=label, seed=seed, swept={},
+                                     source=source, is_suite=is_suite,
+                                     reference="random_genotypes"))
     return SuitePlan(raw=raw, source=source, members=tuple(out), sweep_keys=tuple(grid),
                      is_suite=is_suite)
 

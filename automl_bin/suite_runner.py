@@ -16,14 +16,16 @@ the others run, all in the same suite folder and suite run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from automl_bin import hookimpl
 from automl_bin.checkpoint import write_text_atomic
 from automl_bin.compare import (
+    WEIGHT_IMAGES,
     RunRecord,
     build_rows,
     format_table,
@@ -102,6 +104,8 @@ def resolve_plan(plan: SuitePlan, plugins: PluginSet) -> list[ResolvedRecipe]:
 def _member_tags(member: Member) -> dict[str, str]:
     tags = {"suite.label": member.label, "suite.run_name": member.name,
             "suite.seed": str(member.seed)}
+    if member.reference:  # compare gathers these runs into the reference row
+        tags["reference"] = member.reference
     tags.update({f"sweep.{k}": str(v) for k, v in member.sweep.items()})
     return tags
 
@@ -134,9 +138,49 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
 
     records: list[RunRecord] = []
     entries: list[dict[str, Any]] = []
-    status = "FINISHED"
-    interrupted: RunInterrupted | None = None
     before = resume.entries if resume is not None else {}
+    search = _SearchMetrics()  # listens only while this suite's members run
+    plugins.pm.register(search, name=f"automl_bin.suite_search_metrics.{id(search)}")
+    try:
+        interrupted = _run_members(plan, resolved, plugins, progress, info, run_dir, before,
+                                   search, records, entries)
+    finally:
+        plugins.pm.unregister(search)
+    status = "FINISHED"
+    if interrupted is not None:
+        status = "KILLED"
+    elif not any(e["status"] == "FINISHED" for e in entries):
+        status = "FAILED"
+    return _finish_suite(plan, plugins, progress, info, run_dir, status, records, entries,
+                         interrupted)
+
+
+class _SearchMetrics:
+    """Keeps the running member's latest search metrics: the table's ``weight_images`` is a
+    search metric (strategies log the running total every epoch, some also at the end), and a
+    run's summary holds only ``search_seconds`` of them."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    @hookimpl
+    def on_epoch_end(self, phase: str, metrics: Any) -> None:
+        if phase == "search":
+            self.metrics.update(metrics)
+
+    @hookimpl
+    def on_search_end(self, metrics: Any) -> None:
+        self.metrics.update(metrics)
+
+
+def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: PluginSet,
+                 progress: Progress, info: SuiteInfo, run_dir: Path,
+                 before: dict[str, dict[str, Any]], search: _SearchMetrics,
+                 records: list[RunRecord], entries: list[dict[str, Any]]
+                 ) -> RunInterrupted | None:
+    """Run (or keep) every member, appending to ``records`` and ``entries``; the interrupt
+    that stopped the suite, if one did."""
+    interrupted: RunInterrupted | None = None
     for i, (member, rec) in enumerate(zip(plan.members, resolved), start=1):
         tags = {**_row_tags(rec), **_member_tags(member)}
         entry: dict[str, Any] = {"name": member.name, "label": member.label,
@@ -155,6 +199,7 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
         point = _member_resume_point(earlier)
         if point is not None:
             progress.info(f"Resuming {member.name} in {point.run_dir}")
+        search.metrics = {}
         try:
             result = run(rec, plugins, progress, suite=info, extra_tags=tags, resume=point)
         except RunInterrupted as exc:
@@ -169,9 +214,7 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
             entry.update(status="FINISHED", run_dir=str(result.run_dir),
                          genotype=str(result.genotype),
                          mlflow_run_id=result.announcements.get("mlflow_run_id"),
-                         metrics={k: v for k, v in result.summary.items()
-                                  if isinstance(v, (int, float))},
-                         tags=tags)
+                         metrics=_run_metrics(result.summary, search.metrics), tags=tags)
         entries.append(entry)
         records.append(RunRecord(name=member.name, status=entry["status"], tags=tags,
                                  metrics=entry.get("metrics", {}),
@@ -180,12 +223,25 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
             break
         # after every member: a suite killed outright still says what it has done
         _write_state(run_dir, "RUNNING", entries, info)
+    return interrupted
 
+
+def _run_metrics(summary: Mapping[str, Any], search: Mapping[str, Any]) -> dict[str, float]:
+    """A finished run's numeric summary, plus ``weight_images`` from its search metrics when
+    the summary lacks it (a resumed run whose search had finished reports none: then –)."""
+    out = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    if WEIGHT_IMAGES not in out and isinstance(search.get(WEIGHT_IMAGES), (int, float)):
+        out[WEIGHT_IMAGES] = search[WEIGHT_IMAGES]
+    return out
+
+
+def _finish_suite(plan: SuitePlan, plugins: PluginSet, progress: Progress, info: SuiteInfo,
+                  run_dir: Path, status: str, records: list[RunRecord],
+                  entries: list[dict[str, Any]], interrupted: RunInterrupted | None
+                  ) -> SuiteResult:
+    """Write the comparison (table, CSV, plots) and suite.json, end the suite's observers, and
+    raise the suite-level interrupt when a member was interrupted."""
     finished = sum(e["status"] == "FINISHED" for e in entries)
-    if interrupted is not None:
-        status = "KILLED"
-    elif finished == 0:
-        status = "FAILED"
     rows = build_rows(records)
     table = format_table(rows, "markdown")
     summary = _write_state(run_dir, status, entries, info)

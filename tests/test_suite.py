@@ -270,7 +270,8 @@ def test_compare_rows_aggregate_seeds():
     records = [RunRecord(name=f"x{s}", status="FINISHED",
                          tags={"strategy": "dcp_nas", "binarizer": "xnor", "tangent": "true",
                                "hessian": "ggn", "decoupled": "false", "device": "cpu"},
-                         metrics={"test_acc": acc, "search_seconds": 10.0 * s})
+                         metrics={"test_acc": acc, "search_seconds": 10.0 * s,
+                                  "weight_images": 1280.0 * s})
                for s, acc in ((1, 0.8), (2, 0.9))]
     records.append(RunRecord(name="x3", status="FAILED", tags=records[0].tags))
     (row,) = build_rows(records)
@@ -278,7 +279,10 @@ def test_compare_rows_aggregate_seeds():
     assert row.runs == 2 and row.failed == 1
     assert row.acc_mean == pytest.approx(0.85) and row.acc_std == pytest.approx(0.05)
     assert row.acc_best == 0.9 and row.search_seconds == pytest.approx(15.0)
-    assert "85.00 ± 5.00 | 90.00 | 2 (+1 failed or killed) | 15.0 | cpu" in format_table([row])
+    assert row.weight_images == pytest.approx(1920.0)
+    # the weight-training budget stands next to the search seconds
+    assert "85.00 ± 5.00 | 90.00 | 2 (+1 failed or killed) | 1,920 | 15.0 | cpu" in format_table(
+        [row])
     assert row.genotypes == ("–", "–")  # no genotype tag
 
 

@@ -10,6 +10,7 @@ import click
 from automl_bin.cli.store import PARENT_TAG, ROLE_TAG, open_client, uri_option_help
 from automl_bin.compare import (
     FORMATS,
+    WEIGHT_IMAGES,
     RunRecord,
     build_rows,
     format_table,
@@ -49,17 +50,32 @@ def records_from_mlflow(uri: str | None, experiment: str,
             raise UsageError(f"Experiment {experiment!r} has no suite run; drop --suite to "
                              "compare all its runs.")
         suite = suites[-1].info.run_id
+    searched = _search_metrics(runs)
     records = []
     for r in runs:
         tags = dict(r.data.tags)
         if not _is_run(tags) or (suite is not None and tags.get(PARENT_TAG) != suite):
             continue
+        metrics = {**searched.get(r.info.run_id, {}), **r.data.metrics}
         records.append(RunRecord(name=r.info.run_name or r.info.run_id, status=r.info.status,
-                                 tags=tags, metrics=dict(r.data.metrics), run_id=r.info.run_id))
+                                 tags=tags, metrics=metrics, run_id=r.info.run_id,
+                                 params=dict(r.data.params)))
     if not records:
         where = f" in suite run {suite}" if suite else ""
         raise UsageError(f"Experiment {experiment!r} has no automl-bin runs{where} in {uri}.")
     return records, uri
+
+
+def _search_metrics(runs: list[Any]) -> dict[str, dict[str, float]]:
+    """Parent run id -> ``weight_images`` of its nested ``search`` run: a strategy may log the
+    budget only with its search metrics, and the table shows it per run."""
+    out: dict[str, dict[str, float]] = {}
+    for r in runs:
+        tags = r.data.tags
+        if tags.get("phase") == "search" and PARENT_TAG in tags \
+                and WEIGHT_IMAGES in r.data.metrics:
+            out[tags[PARENT_TAG]] = {WEIGHT_IMAGES: r.data.metrics[WEIGHT_IMAGES]}
+    return out
 
 
 @click.command("compare", epilog="""\b
@@ -85,8 +101,15 @@ def compare_command(experiment: str, fmt: str, suite: str | None, plot: str | No
 
     One row per strategy (suite label), binarizer, DCP-NAS ablation switches (T.P. tangent
     propagation, GGN, D.O. decoupled optimisation) and swept values; test accuracy as mean ± std
-    over seeds with the best of N beside it, search cost in seconds with the device, model bits
-    and the speedup estimate. Failed runs are counted, not averaged.
+    over seeds with the best of N beside it, the weight-training budget (images seen by weight
+    steps during the search), search cost in seconds with the device, model bits and the
+    speedup estimate. Failed runs are counted, not averaged.
+
+    With random-genotype reference runs (a suite's [reference] random_genotypes = N) they form
+    one row, and every other row shows "Δ vs random": its mean seed-paired accuracy difference
+    to them in points with a 95 % bootstrap interval (an interval excluding 0 beats or loses to
+    a random architecture at this budget), and "pct": its mean accuracy's percentile among the
+    random genotypes' accuracies.
     """
     records, _ = records_from_mlflow(uri, experiment, suite)
     rows = build_rows(records)
