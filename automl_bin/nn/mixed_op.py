@@ -3,16 +3,28 @@
 ``MixedOp(x, weights) = Σ_m weights[m] · op_m(x)``. Ops whose weight is exactly zero are skipped,
 so a one-hot ``weights`` runs a single path (used by sampling strategies and the supernet
 estimator) at the cost of one op.
+
+A *recorder* (`MixedOpRecorder`, set by `automl_bin.search.per_sample.record_mixed_ops`) sees
+every differentiable call: the mixing weights, each op's output and the mixed output. That is
+all a per-sample α gradient needs (``⟨∂L/∂m[x], o_j(x)⟩``), read from tensors autograd keeps
+anyway, so recording costs no extra forward work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
 
-__all__ = ["MixedOp"]
+__all__ = ["MixedOp", "MixedOpRecorder"]
+
+
+class MixedOpRecorder(Protocol):
+    def __call__(self, weights: torch.Tensor, outputs: Sequence[torch.Tensor | None],
+                 mixed: torch.Tensor) -> None:
+        """``outputs[j]`` is ``op_j(x)`` (None for an op that did not run); ``mixed`` the sum."""
 
 
 class MixedOp(nn.Module):
@@ -21,16 +33,25 @@ class MixedOp(nn.Module):
     def __init__(self, ops: Sequence[nn.Module]) -> None:
         super().__init__()
         self.ops = nn.ModuleList(ops)
+        #: set only inside `record_mixed_ops`; None otherwise
+        self.recorder: MixedOpRecorder | None = None
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # weights: (num_ops,), e.g. softmax(alpha) of this edge
         out: torch.Tensor | None = None
+        recorder = getattr(self, "recorder", None) if weights.requires_grad else None
+        outputs: list[torch.Tensor | None] = []
         nonzero = (weights != 0).tolist() if not weights.requires_grad else [True] * len(self.ops)
         for w, keep, op in zip(weights, nonzero, self.ops):
             if not keep:
+                outputs.append(None)
                 continue
-            y = w * op(x)
+            o = op(x)
+            outputs.append(o)
+            y = w * o
             out = y if out is None else out + y
         if out is None:  # every weight zero: the edge contributes nothing
             return self.ops[0](x) * 0.0
+        if recorder is not None:
+            recorder(weights, outputs, out)
         return out

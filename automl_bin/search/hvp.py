@@ -12,13 +12,17 @@ convention") and ``v`` a list of tensors shaped like the α tensors. Three ways:
   gradient evaluations, no graph. Only trustworthy on smooth losses: on ReLU/max-pool/sign
   supernets it is uncorrelated with the exact product (environment notes); the parameters are
   restored bit-exactly afterwards.
+- `gauss_newton_hvp`: the true Gauss-Newton product ``Jᵀ H_out J v`` (``J = ∂logits/∂α``,
+  ``H_out`` the Hessian of the loss w.r.t. the logits, `softmax_output_hvp` for CE/KL) by two
+  vector-Jacobian products (the second through a dummy cotangent gives ``J v``), no dense matrix.
 - `ggn_hvp`: the empirical Fisher / Gauss-Newton approximation ``H ≈ (1/m) Σ_c g_c g_cᵀ`` of the
   Hessian of the minimised loss (Fisher identity, book Eq. 4.36–4.41), so
   ``Hv ≈ (1/m) Σ_c g_c (g_cᵀ v)``. ``g_c = ∇_α L_c`` are loss gradients (minimisation
   convention); the outer product does not depend on the sign of ``g_c``, and the matrix is
   positive semi-definite (``vᵀHv = (1/m) Σ_c (g_cᵀ v)² ≥ 0``), so ``2λ·Hv`` with ``v = g − t`` is a
   descent direction of ``λ‖g − t‖²``. With ``m = 1`` and the batch gradient (``rank1``) it costs a
-  dot product; `chunk_gradients` gives the ``m`` micro-batch gradients (``microbatch``) at the
+  dot product, but that is a rescaled gradient: ``g + 2λ·g(gᵀv) = (1 + 2λ·gᵀv)·g``, which Adam
+  undoes. The per-sample form (`automl_bin.search.per_sample`) is the book's; `chunk_gradients` gives the ``m`` micro-batch gradients (``microbatch``) at the
   cost of ``m`` α-only backward passes.
 
 Straight-through signs: a 1-bit supernet's α gradient ``g`` is a *surrogate* gradient, not the
@@ -41,7 +45,8 @@ import torch
 from torch import nn
 
 __all__ = ["exact_hvp", "exact_hvp_from_grads", "grads_with_graph", "finite_diff_hvp", "ggn_hvp",
-           "chunk_gradients", "frozen_batchnorm_stats", "dot", "norm"]
+           "chunk_gradients", "gauss_newton_hvp", "softmax_output_hvp", "frozen_batchnorm_stats",
+           "dot", "norm"]
 
 Tensors = Sequence[torch.Tensor]
 
@@ -152,6 +157,34 @@ def chunk_gradients(loss_of_chunk: Callable[[int, int], torch.Tensor], n: int, p
         grads = torch.autograd.grad(loss, list(params), allow_unused=True)
         out.append([g.detach() for g in _zeros_for_none(grads, params)])
     return out
+
+
+def softmax_output_hvp(logits: torch.Tensor, u: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale·(diag(q) − q qᵀ) u`` per sample, ``q = softmax(logits)``: the Hessian of CE (or of
+    KL to a fixed target) w.r.t. the logits times ``u``; ``scale = 1/B`` for a batch mean."""
+    q = torch.softmax(logits.detach(), dim=1)
+    return scale * (q * u - q * (q * u).sum(dim=1, keepdim=True))
+
+
+def gauss_newton_hvp(logits: torch.Tensor, params: Tensors, v: Tensors,
+                     output_hvp: Callable[[torch.Tensor], torch.Tensor], *,
+                     retain_graph: bool = False) -> list[torch.Tensor]:
+    """``Jᵀ H_out J v`` with ``J = ∂logits/∂params`` and ``output_hvp(u) = H_out u``.
+
+    ``J v`` comes from differentiating ``Jᵀ u`` (linear in a dummy ``u``) w.r.t. ``u``; the
+    graph of ``logits`` must still exist (kept until the last product unless ``retain_graph``).
+    """
+    params = list(params)
+    u = torch.zeros_like(logits, requires_grad=True)
+    jtu = torch.autograd.grad(logits, params, grad_outputs=u, create_graph=True,
+                              allow_unused=True)
+    pairs = [(a, vi.detach()) for a, vi in zip(jtu, v) if a is not None and a.requires_grad]
+    if not pairs:
+        return [torch.zeros_like(p) for p in params]
+    jv = torch.autograd.grad([a for a, _ in pairs], u, grad_outputs=[vi for _, vi in pairs])[0]
+    out = torch.autograd.grad(logits, params, grad_outputs=output_hvp(jv.detach()),
+                              allow_unused=True, retain_graph=retain_graph)
+    return [h.detach() for h in _zeros_for_none(out, params)]
 
 
 @contextmanager
