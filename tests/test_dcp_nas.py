@@ -252,15 +252,19 @@ def test_edge_weight_norms_pool_conv_weights_per_cell_type():
     assert dec.arch_parameter_kinds(net, net.arch_parameters()) == ["normal", "reduce"]
 
 
-def test_strategy_decoupled_moves_only_high_norm_edges_by_eta_psi_alpha(splits, tmp_path):
-    plain = _strategy(splits, tmp_path, lambda_tangent=0.0, mu_rec=0.0)
-    backed = _strategy(splits, tmp_path, lambda_tangent=0.0, mu_rec=0.0)
-    backed.psi["child"].psi = [torch.ones_like(p) for p in backed.psi["child"].psi]
+@pytest.mark.parametrize("eta_mode", ["lr_product", "unit"])
+def test_strategy_decoupled_moves_only_high_norm_edges_by_eta_psi_alpha(splits, tmp_path,
+                                                                         eta_mode):
+    plain = _strategy(splits, tmp_path, lambda_tangent=0.0, mu_rec=0.0, psi_init=0.0)
+    backed = _strategy(splits, tmp_path, lambda_tangent=0.0, mu_rec=0.0, eta_mode=eta_mode,
+                       psi_init=0.5)
+    assert all(torch.equal(p, torch.full_like(p, 0.5)) for p in backed.psi["child"].psi)
     prev = [a.detach().clone() for a in backed.child_bl.alphas]
     xv, yv = _val_batch(splits)
     plain.child_arch_step(xv, yv)
     backed.child_arch_step(xv, yv)
-    eta = backed.config.arch_lr * backed.child_bl.w_opt.param_groups[0]["lr"]
+    eta = 0.5 * (1.0 if eta_mode == "unit"
+                 else backed.config.arch_lr * backed.child_bl.w_opt.param_groups[0]["lr"])
     norms = backed.edge_norms["child"]()
     for a0, a1, p, kind in zip(plain.child_bl.alphas, backed.child_bl.alphas, prev,
                                backed.arch_kinds["child"]):
@@ -269,6 +273,12 @@ def test_strategy_decoupled_moves_only_high_norm_edges_by_eta_psi_alpha(splits, 
         assert torch.equal(diff[~mask], torch.zeros_like(diff[~mask]))
         assert torch.allclose(diff[mask], eta * p[mask], rtol=1e-3, atol=1e-9)
         assert mask.sum() == len(mask) - len(mask) // 2
+    # the logged effect: ‖backtrack‖ / ‖Adam step‖ on the backtracked rows
+    back, step = backed.effects["backtrack_norm"][0], backed.effects["adam_step_norm"][0]
+    assert back == pytest.approx(float(torch.cat(
+        [(eta * p[dec.backtrack_mask(norms[k], 0.5)]).reshape(-1)
+         for p, k in zip(prev, backed.arch_kinds["child"])]).norm()), rel=1e-4)
+    assert step > 0
 
 
 # -- the Child's α gradient -----------------------------------------------------------------------
@@ -323,11 +333,26 @@ def test_tangent_term_is_two_lambda_hessian_times_g_minus_t(splits, tmp_path):
     got = _flat(total) - _flat(g)
     assert expected.norm() > 0
     assert (got - expected).norm() / expected.norm() <= 1e-6  # float64: "exactly"
-    # GGN rank-1 on the same batch: 2λ·g(gᵀ(g − t))
-    strategy.config = DcpNasConfig(**{**_config_dict(strategy.config), "hessian": "ggn"})
+    # GGN rank-1 on the same batch: 2λ·g(gᵀ(g − t)), a rescaled g
+    strategy.config = DcpNasConfig(**{**_config_dict(strategy.config), "hessian": "ggn",
+                                      "ggn_mode": "rank1"})
     total, _ = strategy.child_arch_gradients(xv, yv)
     gf, tf = _flat(g), _flat(t)
     assert torch.allclose(_flat(total), gf + 2 * lam * gf * (gf @ (gf - tf)), atol=1e-10)
+    # per-sample GGN (the default): 2λ·(1/B)Σ g_x g_xᵀ(g − t), with g_x the per-sample
+    # gradients of the same (train-mode BN) forward, checked through their sum and direction
+    # (a larger λ: per-sample curvature at a near-uniform α is small, see docs/algorithms.md)
+    lam = 500.0
+    strategy.config = DcpNasConfig(**{**_config_dict(strategy.config), "hessian": "ggn",
+                                      "ggn_mode": "per_sample", "lambda_tangent": lam})
+    total, info = strategy.child_arch_gradients(xv, yv)
+    extra = _flat(total) - gf
+    assert torch.allclose(extra, 2 * lam * _flat(info["hv"]), atol=1e-12)
+    assert float(_flat(info["hv"]) @ (gf - tf)) > 0  # PSD: a descent direction of ‖g − t‖²
+    cos = float(_flat(total) @ gf / (_flat(total).norm() * gf.norm()))
+    assert cos < 0.999  # not a rescaled g
+    assert strategy.effects["tangent_ratio"][-1] == pytest.approx(
+        float(extra.norm() / gf.norm()), rel=1e-6)
 
 
 def _config_dict(cfg: DcpNasConfig) -> dict:

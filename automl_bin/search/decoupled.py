@@ -84,6 +84,11 @@ class DecoupledState:
     def zeros_like(cls, alphas: Tensors) -> DecoupledState:
         return cls(psi=[torch.zeros_like(a.detach()) for a in alphas])
 
+    @classmethod
+    def full_like(cls, alphas: Tensors, value: float) -> DecoupledState:
+        """``ψ̃₀ = value`` everywhere (at 0 the first backtracks are no-ops: plain DARTS)."""
+        return cls(psi=[torch.full_like(a.detach(), value) for a in alphas])
+
     def clear_pending(self) -> None:
         """Forget the last backtrack (α was overwritten, e.g. by architecture inheritance)."""
         self.alpha_prev, self.masks, self.eta = None, None, 0.0
@@ -119,26 +124,34 @@ def update_psi(state: DecoupledState, grads: Tensors, psi_lr: float) -> None:
 
 
 def backtrack_(state: DecoupledState, alphas: Sequence[nn.Parameter], alpha_prev: Tensors,
-               norms: Sequence[torch.Tensor | None], eta: float, tau_ratio: float) -> None:
+               norms: Sequence[torch.Tensor | None], eta: float,
+               tau_ratio: float) -> tuple[float, float]:
     """Step 2 in place: commit ``α̃`` into ``alphas`` (after the optimizer step) and remember
     ``(α^t, mask, η)`` for `update_psi`.
 
     :param alpha_prev: copies of the α tensors before the optimizer step (``α^t``).
     :param norms: per α tensor, ``R`` of its edges ``(E,)`` (first dimension of the tensor), or
         None to leave that tensor alone.
+    :return: ``(‖backtrack‖, ‖optimizer step‖)`` over the backtracked rows, the size of the
+        mechanism's effect (their ratio is logged as ``decoupled_ratio``).
     """
     masks: list[torch.Tensor | None] = []
+    back_sq, step_sq = 0.0, 0.0
     with torch.no_grad():
         for a, prev, psi, r in zip(alphas, alpha_prev, state.psi, norms):
             if r is None or r.numel() != a.shape[0]:
                 masks.append(None)
                 continue
             mask = backtrack_mask(r, tau_ratio).to(a.device)
+            rows = _rows(mask, a)
+            step_sq += float((((a - prev) * rows) ** 2).sum())
+            back_sq += float(((eta * rows * psi * prev) ** 2).sum())
             a.copy_(backtrack(a.detach(), prev, psi, mask, eta))
             masks.append(mask)
     state.alpha_prev = [p.detach().clone() for p in alpha_prev]
     state.masks = masks
     state.eta = eta
+    return back_sq ** 0.5, step_sq ** 0.5
 
 
 # -- R(w_e) for DARTS-style supernets -------------------------------------------------------------

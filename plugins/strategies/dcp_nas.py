@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -84,7 +84,16 @@ _gt0 = attrs.validators.gt(0)
 
 #: ``final_metrics()["hessian"]``
 HESSIAN_CODES = {"ggn": 0, "exact": 1, "finite_diff": 2}
+GGN_MODES = ("per_sample", "gauss_newton", "microbatch", "rank1")
+#: an effect below this fraction of the step it modifies is reported as inert
+INERT = 1e-3
 PHASE_WARMUP, PHASE_PARENT, PHASE_CHILD, PHASE_INTERLEAVED = -1, 0, 1, 2
+
+
+#: defaults measured to make T.P. and D.O. act on the shipped CPU recipes (docs/algorithms.md)
+LAMBDA_DEFAULT = 1e-3
+PSI_INIT_DEFAULT = 0.01
+PSI_LR_DEFAULT = 0.1
 
 
 def _one_of(*values: Any) -> Any:
@@ -114,8 +123,9 @@ class DcpNasConfig(BilevelKeys):
     # -- tangent propagation ----------------------------------------------------------------------
     #: T.P.: add 2λ·H·v to the Child's α gradient
     tangent: bool = True
-    #: λ of the tangent constraint (spec: 1e-3)
-    lambda_tangent: float = attrs.field(default=1e-3, validator=_ge0)
+    #: λ of the tangent constraint (book: 1e-3 at ImageNet scale; see docs/algorithms for the
+    #: default, chosen so that ‖2λ·H·v‖/‖g‖ lies in [0.05, 1] on the shipped recipes)
+    lambda_tangent: float = attrs.field(default=LAMBDA_DEFAULT, validator=_ge0)
     #: D(g, t): "fro" ‖g−t‖², "l1" ‖g−t‖₁, "cosine" 1 − cos(g, t)
     tangent_distance: Literal["fro", "l1", "cosine"] = attrs.field(
         default="fro", validator=_one_of("fro", "l1", "cosine"))
@@ -128,9 +138,12 @@ class DcpNasConfig(BilevelKeys):
     #: how H·v is formed: "ggn" (Fisher/GGN), "exact" (double backward), "finite_diff"
     hessian: Literal["ggn", "exact", "finite_diff"] = attrs.field(
         default="ggn", validator=_one_of(*HESSIAN_CODES))
-    #: GGN estimate: "rank1" (batch gradient, ≈ free) or "microbatch" (ggn_microbatches chunks)
-    ggn_mode: Literal["rank1", "microbatch"] = attrs.field(
-        default="rank1", validator=_one_of("rank1", "microbatch"))
+    #: GGN estimate: "per_sample" (the book's E_x[g_x g_xᵀ], per-sample α gradients from one
+    #: backward pass), "gauss_newton" (the true Jᵀ H_out J, two extra vector-Jacobian
+    #: products), "microbatch" (ggn_microbatches chunk gradients) or "rank1" (the batch
+    #: gradient: g(gᵀv) only rescales g, which Adam undoes; kept for comparison)
+    ggn_mode: Literal["per_sample", "gauss_newton", "microbatch", "rank1"] = attrs.field(
+        default="per_sample", validator=_one_of(*GGN_MODES))
     ggn_microbatches: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: finite-difference step on α̂, scaled by 1/‖v‖
     fd_eps: float = attrs.field(default=0.01, validator=_gt0)
@@ -146,8 +159,15 @@ class DcpNasConfig(BilevelKeys):
     decoupled: bool = True
     #: τ = ⌊E·tau_ratio⌋: edges ranked ≥ τ by weight norm (ascending) are backtracked
     tau_ratio: float = attrs.field(default=0.5, validator=[_ge0, attrs.validators.le(1)])
-    #: SGD lr of ψ̃ (spec: the arch lr, 3e-4)
-    psi_lr: float = attrs.field(default=3e-4, validator=_ge0)
+    #: initial ψ̃ (book: 0, where the first backtracks are no-ops and ψ̃ never grows)
+    psi_init: float = attrs.field(default=PSI_INIT_DEFAULT, validator=_ge0)
+    #: η of the backtrack α̃ = α + η·ψ̃⊙α_prev: "unit" (η = 1, so ψ̃ is the fraction of α_prev
+    #: added back per step) or "lr_product" (the book's η = arch lr × weight lr ≈ 1e-5, at
+    #: which the backtrack is numerically inert unless ψ̃ is huge)
+    eta_mode: Literal["unit", "lr_product"] = attrs.field(
+        default="unit", validator=_one_of("unit", "lr_product"))
+    #: SGD lr of ψ̃ (Eq. 4.51)
+    psi_lr: float = attrs.field(default=PSI_LR_DEFAULT, validator=_ge0)
     # -- supernets and optimizers -----------------------------------------------------------------
     #: PC-DARTS partial channels for both supernets (1 = off; 4 at paper scale)
     partial_k: int = attrs.field(default=1, validator=attrs.validators.ge(1))
@@ -252,6 +272,7 @@ class DcpNasStrategy(Strategy):
 
     Config = DcpNasConfig
     supports_data_parallel = True
+    differentiable = True
 
     def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
         cfg = self.config
@@ -307,8 +328,13 @@ class DcpNasStrategy(Strategy):
             grad_clip=cfg.grad_clip, train_loss=self.child_train_loss,
             val_loss=self.child_val_loss, dist=env.dist)
         self._copy_arch("parent", "child")  # α̂ := α at the start (Alg. 10)
-        self.psi = {"parent": DecoupledState.zeros_like(self.parent_bl.alphas),
-                    "child": DecoupledState.zeros_like(self.child_bl.alphas)}
+        self.psi = {"parent": DecoupledState.full_like(self.parent_bl.alphas, cfg.psi_init),
+                    "child": DecoupledState.full_like(self.child_bl.alphas, cfg.psi_init)}
+        #: per-epoch effect sizes: ‖2λHv‖/‖g‖, cos(total, g) per Child α step; ‖backtrack‖ and
+        #: ‖Adam step‖ summed over the epoch (D.O.)
+        self.effects: dict[str, list[float]] = {}
+        self.warned: set[str] = set()
+        self.weight_images = 0
         self.ema = TangentEMA(decay=cfg.tangent_ema)
         self.edge_norms: dict[str, Any] = {}
         self.arch_kinds: dict[str, list[str | None]] = {}
@@ -379,6 +405,9 @@ class DcpNasStrategy(Strategy):
         self.child_weights_inherited = True
 
     # -- α steps --------------------------------------------------------------------------------
+    def _effect(self, key: str, value: float) -> None:
+        self.effects.setdefault(key, []).append(value)
+
     def _apply(self, who: str, grads: list[torch.Tensor]) -> None:
         """Adam step on ``who``'s architecture, then the decoupled backtrack and ψ̃ update."""
         from automl_bin.search.decoupled import backtrack_, update_psi
@@ -394,8 +423,11 @@ class DcpNasStrategy(Strategy):
         bl.apply_arch_gradients(grads)
         norms = self.edge_norms[who]()
         per_param = [None if k is None else norms.get(k) for k in self.arch_kinds[who]]
-        eta = cfg.arch_lr * bl.w_opt.param_groups[0]["lr"]
-        backtrack_(state, bl.alphas, prev, per_param, eta, cfg.tau_ratio)
+        eta = (1.0 if cfg.eta_mode == "unit"
+               else cfg.arch_lr * bl.w_opt.param_groups[0]["lr"])
+        back, step = backtrack_(state, bl.alphas, prev, per_param, eta, cfg.tau_ratio)
+        self._effect("backtrack_norm", back)
+        self._effect("adam_step_norm", step)
 
     def parent_arch_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor,
                          yv: torch.Tensor) -> torch.Tensor:
@@ -415,7 +447,9 @@ class DcpNasStrategy(Strategy):
         """
         import torch
 
+        from automl_bin.search import hvp
         from automl_bin.search import tangent as tg
+        from automl_bin.search.per_sample import record_mixed_ops
 
         cfg = self.config
         alphas = self.child_bl.alphas
@@ -436,10 +470,15 @@ class DcpNasStrategy(Strategy):
                 assert self.ema.value is not None
                 t = [v.clone() for v in self.ema.value]
         probs = torch.softmax(parent_logits, dim=1)
-        loss, _ = self.child_val_loss.loss_from_probs(self.child, xv, yv, probs)
         lam = cfg.lambda_tangent if use_tp else 0.0
-        graph = use_tp and lam > 0 and cfg.hessian == "exact"
-        raw = torch.autograd.grad(loss, alphas, create_graph=graph, allow_unused=True)
+        second = use_tp and lam > 0
+        graph = second and cfg.hessian == "exact"
+        per_sample = second and cfg.hessian == "ggn" and cfg.ggn_mode == "per_sample"
+        keep = second and cfg.hessian == "ggn" and cfg.ggn_mode in ("per_sample", "gauss_newton")
+        with record_mixed_ops(self.child) if per_sample else nullcontext() as recording:
+            loss, logits = self.child_val_loss.loss_from_probs(self.child, xv, yv, probs)
+        raw = torch.autograd.grad(loss, alphas, create_graph=graph, retain_graph=keep or graph,
+                                  allow_unused=True)
         grads = [torch.zeros_like(a) if r is None else r for r, a in zip(raw, alphas)]
         # data parallel: g (and below H·v) are averaged over ranks before anything nonlinear in
         # them (the distance, its direction v), so every rank takes the single-process step
@@ -453,16 +492,27 @@ class DcpNasStrategy(Strategy):
         if lam == 0:
             return g, info
         v = tg.distance_direction(g, t, cfg.tangent_distance)
-        hv = self.child_bl.mean_over_ranks(self._hvp(grads, g, v, xv, yv, probs), len(xv))
+        hv = self.child_bl.mean_over_ranks(
+            self._hvp(grads, g, v, xv, yv, probs, recording, logits), len(xv))
         info["v"], info["hv"] = v, hv
-        return tg.tangent_modified_gradient(g, hv, lam), info
+        total = tg.tangent_modified_gradient(g, hv, lam)
+        g_norm = float(hvp.norm(g))
+        if g_norm > 0:
+            self._effect("tangent_ratio", 2 * lam * float(hvp.norm(hv)) / g_norm)
+            self._effect("tangent_cos", float(hvp.dot(total, g))
+                         / max(float(hvp.norm(total)) * g_norm, 1e-30))
+        return total, info
 
     def _hvp(self, grads: list[torch.Tensor], g: list[torch.Tensor], v: list[torch.Tensor],
-             xv: torch.Tensor, yv: torch.Tensor, probs: torch.Tensor) -> list[torch.Tensor]:
-        """``H·v`` of the Child's α loss by ``hessian`` (H of the minimised loss, spec §3.5.3)."""
+             xv: torch.Tensor, yv: torch.Tensor, probs: torch.Tensor, recording: Any,
+             logits: torch.Tensor) -> list[torch.Tensor]:
+        """``H·v`` of the Child's α loss by ``hessian`` (H of the minimised loss, spec §3.5.3).
+
+        ``recording`` holds the mixed-op calls of the forward that gave ``grads`` (per-sample
+        GGN), ``logits`` its output, whose graph is still alive (Gauss-Newton)."""
         import torch
 
-        from automl_bin.search import hvp
+        from automl_bin.search import hvp, per_sample
 
         cfg = self.config
         alphas = self.child_bl.alphas
@@ -480,6 +530,12 @@ class DcpNasStrategy(Strategy):
 
             with hvp.frozen_batchnorm_stats(self.child):
                 return hvp.finite_diff_hvp(grad_fn, alphas, v, cfg.fd_eps)
+        if cfg.ggn_mode == "per_sample":
+            return per_sample.fisher_hvp(recording.contributions(alphas), v)
+        if cfg.ggn_mode == "gauss_newton":
+            scale = (1.0 + cfg.child_ce_weight) / len(xv)  # batch-mean KL (+ CE) w.r.t. logits
+            return hvp.gauss_newton_hvp(
+                logits, alphas, v, lambda u: hvp.softmax_output_hvp(logits, u, scale))
         if cfg.ggn_mode == "rank1":
             return hvp.ggn_hvp([g], v)
         with hvp.frozen_batchnorm_stats(self.child):
@@ -516,6 +572,8 @@ class DcpNasStrategy(Strategy):
         train, val = env.splits["train"], env.splits["val"]
         steps = len(train) if not cfg.max_steps else min(len(train), cfg.max_steps)
         parent_meter, child_meter = RunningMeter(), RunningMeter()
+        self.effects = {}
+        ranks = 1 if env.dist is None else env.dist.world_size
         sums: dict[str, float] = {}
 
         def add(key: str, value: Any) -> None:
@@ -549,6 +607,7 @@ class DcpNasStrategy(Strategy):
                         add("tangent_steps", 1)
                 loss, logits = self.child_bl.weight_step(xt, yt)
                 child_meter.update(loss, logits, yt)
+                self.weight_images += len(xt) * ranks
                 if "kl" in self.child_train_loss.last:
                     add("train_kl", self.child_train_loss.last["kl"])
                     add("train_kl_steps", 1)
@@ -568,6 +627,8 @@ class DcpNasStrategy(Strategy):
             metrics["tangent_distance"] = sums["tangent_distance"] / sums["tangent_steps"]
         if sums.get("train_kl_steps"):
             metrics["train_kl"] = sums["train_kl"] / sums["train_kl_steps"]
+        metrics.update(self._effect_metrics())
+        metrics["weight_images"] = float(self.weight_images)
         metrics.update(self._evaluate(epoch))
         metrics["alpha_entropy"] = active.arch_entropy()
         metrics["child_alpha_entropy"] = self.child.arch_entropy()
@@ -577,6 +638,37 @@ class DcpNasStrategy(Strategy):
                                    / max(1, sum(p.numel() for p in psi)))
         self.position = {"epoch": epoch, "round": rnd, "phase": phase}
         return metrics
+
+    def _effect_metrics(self) -> dict[str, float]:
+        """``tangent_ratio`` = median ‖2λ·H·v‖/‖g‖ and ``tangent_cos`` = median cos(total, g)
+        over the epoch's Child α steps; ``decoupled_ratio`` = Σ‖backtrack‖/Σ‖Adam step‖ on the
+        backtracked edges. Warns once per mechanism when it is inert (below `INERT`)."""
+        import statistics
+
+        out: dict[str, float] = {}
+        for key in ("tangent_ratio", "tangent_cos"):
+            if self.effects.get(key):
+                out[key] = float(statistics.median(self.effects[key]))
+        step = sum(self.effects.get("adam_step_norm", []))
+        if step > 0:
+            out["decoupled_ratio"] = sum(self.effects.get("backtrack_norm", [])) / step
+        if out.get("tangent_ratio", 1.0) < INERT:
+            self._warn_once("tangent", (
+                f"tangent propagation is inert: ‖2λ·H·v‖ is {out['tangent_ratio']:.2e} of the "
+                f"α gradient (below {INERT}), so this row searches like first-order DARTS on the "
+                f"KL. Raise [strategy] lambda_tangent (now {self.config.lambda_tangent:g})."))
+        if out.get("decoupled_ratio", 1.0) < INERT:
+            self._warn_once("decoupled", (
+                f"decoupled optimisation is inert: the backtrack is {out['decoupled_ratio']:.2e} "
+                f"of the Adam step (below {INERT}). Raise [strategy] psi_init (now "
+                f"{self.config.psi_init:g}) or psi_lr (now {self.config.psi_lr:g}), or use "
+                "eta_mode = \"unit\"."))
+        return out
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.env.reporter.info(f"Warning: {message}")
 
     def _evaluate(self, epoch: int) -> dict[str, float]:
         """Supernet accuracies of Parent and Child on val (eval mode), their KL, and L_R."""
@@ -632,6 +724,7 @@ class DcpNasStrategy(Strategy):
             "ema": self.ema.state_dict(),
             "position": dict(self.position),
             "child_weights_inherited": self.child_weights_inherited,
+            "weight_images": self.weight_images,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -646,6 +739,7 @@ class DcpNasStrategy(Strategy):
         self.ema.load_state_dict(state["ema"])
         self.position = dict(state.get("position", self.position))
         self.child_weights_inherited = bool(state.get("child_weights_inherited", False))
+        self.weight_images = int(state.get("weight_images", 0))
 
 
 @hookimpl
