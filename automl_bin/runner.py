@@ -31,6 +31,7 @@ import attrs
 
 import automl_bin
 from automl_bin import distributed
+from automl_bin.alpha_progress import alpha_margin, alpha_progress, static_alpha_warning
 from automl_bin.checkpoint import save_atomic, write_text_atomic
 from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, StopRun, UsageError
@@ -119,7 +120,8 @@ class PhaseReporter:
 
 
 def _epoch_line(phase: str, epoch: int, metrics: Mapping[str, float]) -> str:
-    keys = ("train_loss", "train_acc", "val_acc", "test_acc", "alpha_entropy", "epoch_seconds")
+    keys = ("train_loss", "train_acc", "val_acc", "test_acc", "alpha_entropy", "alpha_margin",
+            "epoch_seconds")
     # alpha entropy moves in the 4th decimal early in a search: show enough digits to see it
     shown = ", ".join(f"{k}={metrics[k]:.5f}" if k == "alpha_entropy" else f"{k}={metrics[k]:.4g}"
                       for k in keys if k in metrics)
@@ -427,6 +429,9 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                 # arch.* counts of the genotype derived now: collapse shows epoch by epoch
                 metrics.update(search_diagnostics(strategy, resolved.search_space))
                 if (snapshot := snapshot_op_weights(strategy, epoch, reporter)) is not None:
+                    if strategy.differentiable:
+                        previous = weight_history[-1].weights if weight_history else None
+                        metrics.update(alpha_progress(snapshot.weights, previous))
                     weight_history.append(snapshot)
                 _save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch,
                                   "strategy": strategy.state_dict(), "rng": capture_rng(),
@@ -442,6 +447,11 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                 write_text_atomic(run_dir / _logged_marker(phase), str(epoch))
             genotype = strategy.derive()
             ddp_metrics = _check_same_alpha(strategy, dist)
+            if strategy.differentiable and weight_history and not search_done:
+                warning = static_alpha_warning(alpha_margin(weight_history[-1].weights),
+                                               recipe.strategy.name)
+                if warning:
+                    progress.info(warning)
             progress.info(f"Genotype: {genotype}")
             if search_done:
                 summary["search_seconds"] = seconds_before

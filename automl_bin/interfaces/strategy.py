@@ -77,6 +77,10 @@ class Strategy(ABC):
     #: would silently diverge across ranks
     supports_data_parallel: ClassVar[bool] = False
     changes_architecture_each_epoch: ClassVar[bool] = True
+    #: True when `op_weights` are the mixing weights the search optimises by gradient (softmax
+    #: of α, rows summing to 1): the runner then logs ``alpha_margin`` and ``argmax_changes``
+    #: every epoch and warns when the search ends with α barely moved
+    differentiable: ClassVar[bool] = False
     why_architecture_may_not_change: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None) -> None:

@@ -45,6 +45,7 @@ class DartsStrategy(Strategy):
 
     Config = DartsConfig
     supports_data_parallel = True
+    differentiable = True
 
     def setup(self, env: SearchEnv) -> None:
         super().setup(env)
@@ -60,6 +61,8 @@ class DartsStrategy(Strategy):
         self.bilevel = BilevelOptimizer(self.supernet, w_opt, cfg.arch_config(), order=cfg.order,
                                         grad_clip=cfg.grad_clip, fd_eps=cfg.fd_eps,
                                         dist=env.dist, **self.loss_functions())
+        #: images seen by weight steps so far (the search's weight-training budget)
+        self.weight_images = 0
 
     def supernet_options(self) -> dict[str, Any]:
         """Options passed to `SearchSpace.build_supernet` (PC-DARTS asks for partial channels)."""
@@ -93,7 +96,9 @@ class DartsStrategy(Strategy):
                 arch_steps += 1
             loss, logits = self.bilevel.weight_step(xt, yt)
             meter.update(loss, logits, yt)
+            self.weight_images += len(xt) * (1 if env.dist is None else env.dist.world_size)
         metrics = dict(meter.result("train"))
+        metrics["weight_images"] = float(self.weight_images)
         metrics.update(evaluate(self.supernet, val.batches(epoch, shuffle=False), "val"))
         metrics["alpha_entropy"] = self.supernet.arch_entropy()
         metrics["lr"] = lr
@@ -112,12 +117,14 @@ class DartsStrategy(Strategy):
             "supernet": self.supernet.state_dict(),
             "w_opt": self.bilevel.w_opt.state_dict(),
             "a_opt": self.bilevel.a_opt.state_dict(),
+            "weight_images": self.weight_images,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
         self.bilevel.w_opt.load_state_dict(state["w_opt"])
         self.bilevel.a_opt.load_state_dict(state["a_opt"])
+        self.weight_images = int(state.get("weight_images", 0))
 
 
 @hookimpl
