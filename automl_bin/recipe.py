@@ -208,10 +208,11 @@ def recipe_sections() -> tuple[str, ...]:
 def recipe_from_data(raw: dict[str, Any], source: str = "<string>") -> Recipe:
     """Validate parsed recipe data (a TOML document as dicts) into a `Recipe`."""
     experiment = raw.get("experiment")
-    if "suite" in raw or "sweep" in raw or (isinstance(experiment, dict)
-                                            and "seeds" in experiment):
+    if "suite" in raw or "sweep" in raw or "reference" in raw or (
+            isinstance(experiment, dict) and "seeds" in experiment):
         raise UsageError(
-            f"{source} is a suite (it has [[suite]], [sweep] or [experiment] seeds) and expands "
+            f"{source} is a suite (it has [[suite]], [sweep], [reference] or [experiment] seeds) "
+            "and expands "
             "into several runs; `automl-bin run` and `check` expand it, commands that take one "
             "run's recipe do not. Use the recipe.toml of one of its runs instead.")
     for section, value in raw.items():

@@ -453,6 +453,9 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                 if warning:
                     progress.info(warning)
             progress.info(f"Genotype: {genotype}")
+            last_epoch = reporter.epochs[-1][1] if reporter.epochs else {}
+            if "weight_images" in last_epoch:  # the search's weight-training budget
+                summary["weight_images"] = float(last_epoch["weight_images"])
             if search_done:
                 summary["search_seconds"] = seconds_before
                 progress.info("The search had finished; resuming the retraining.")
@@ -465,6 +468,8 @@ def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
                                        op_names=resolved.search_space.op_names,
                                        history=weight_history, epochs=reporter.epochs)
                 search_metrics = {"search_seconds": summary["search_seconds"],
+                                  **({"weight_images": summary["weight_images"]}
+                                     if "weight_images" in summary else {}),
                                   **strategy.final_metrics(), **ddp_metrics}
                 call_observers(plugins, "on_search_end", run=info, genotype=genotype,
                                metrics=search_metrics)

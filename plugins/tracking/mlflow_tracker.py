@@ -409,8 +409,9 @@ def on_search_end(run: RunInfo, genotype: Genotype, metrics: Mapping[str, float]
         target = _run_id_for(state, "search")
         if values:
             _log_metrics(state["client"], target, values, step=0)
-        if "search_seconds" in values and target != state["parent"]:
-            _log_on_parent_once(state, {"search_seconds": values["search_seconds"]})
+        on_parent = {k: values[k] for k in ("search_seconds", "weight_images") if k in values}
+        if on_parent and target != state["parent"]:
+            _log_on_parent_once(state, on_parent)
         text = str(genotype)
         state["client"].set_tag(state["parent"], "genotype", _truncate(text, _MAX_TAG_LEN))
         # the id of the whole text: compare's genotypes column must not depend on the cut
