@@ -56,6 +56,8 @@ def _recipe_names() -> dict[str, set[str]]:
             name = raw.get(section, {}).get("name")
             if isinstance(name, str):
                 used[kind].add(name)
+        if raw.get("reference", {}).get("random_genotypes"):  # expands into its members
+            used["strategy"].add("random_genotype")
         for section, key in (("retrain", "estimator"), ("strategy", "estimator")):
             name = raw.get(section, {}).get(key)
             if isinstance(name, str):
