@@ -91,8 +91,8 @@ PHASE_WARMUP, PHASE_PARENT, PHASE_CHILD, PHASE_INTERLEAVED = -1, 0, 1, 2
 
 
 #: defaults measured to make T.P. and D.O. act on the shipped CPU recipes (docs/algorithms.md)
-LAMBDA_DEFAULT = 1e-3
-PSI_INIT_DEFAULT = 0.01
+LAMBDA_DEFAULT = 1.5
+PSI_INIT_DEFAULT = 0.005
 PSI_LR_DEFAULT = 0.1
 
 
