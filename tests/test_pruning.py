@@ -486,6 +486,41 @@ def test_sampling_strategies_count_weight_images(splits, tmp_path, steps):
     assert counts == [per_epoch, 2 * per_epoch]
 
 
+@pytest.mark.parametrize("first", [False, True])
+def test_score_before_training_scores_the_shared_weights_as_they_were(splits, tmp_path, first):
+    """Alg. 9 trains the path, then scores it; score_before_training scores it first."""
+    torch.manual_seed(0)
+    cfg = BnasConfig(trials=1, partial_k=2, max_steps=2, val_batches=1,
+                     score_before_training=first)
+    strategy = BnasStrategy(cfg)
+    strategy.setup(_env(splits, tmp_path, XnorBinarizer(), space=_space(init_channels=8)))
+    genotype = strategy.pruner.path_genotype(strategy.pruner.next_architecture(strategy.rng))
+    before = strategy.score(genotype)["supernet"]["val_acc"]
+    reward = strategy.run_epoch(0)["reward"]
+    after = strategy.score(genotype)["supernet"]["val_acc"]
+    assert before != after  # the two steps moved the path's score
+    assert reward == (before if first else after)
+
+
+def test_warmup_epochs_train_uniform_paths_before_the_first_round(splits, tmp_path):
+    """warmup_epochs whole-split epochs come first: fresh paths, nothing credited, counted in
+    weight_images; then the schedule of Alg. 9 runs as without them."""
+    cfg = CpNasConfig(trials=1, partial_k=2, max_steps=1, val_batches=1, warmup_epochs=2)
+    strategy = CpNasStrategy(cfg)
+    env = _env(splits, tmp_path, ReconBinarizer(), space=_space(init_channels=8))
+    metrics = _run(strategy, env, stop=3)
+    assert strategy.num_epochs() == 2 + total_trials(3, 1)
+    assert strategy.pruner.records == 1  # only the epoch after the warm-up was credited
+    assert [m["weight_images"] for m in metrics] == [48.0, 96.0, 112.0]  # 3 steps, 3, then 1
+    assert {"train_loss", "parent_train_loss", "lr"} <= set(metrics[0])
+    assert "reward" not in metrics[1] and "reward" in metrics[2]
+    assert metrics[0]["lr"] > metrics[1]["lr"]  # one cosine over warm-up and rounds
+    for epoch in range(3, strategy.num_epochs()):
+        strategy.run_epoch(epoch)
+    assert strategy.pruner.finished
+    assert strategy.history_document()["warmup_epochs"] == 2
+
+
 @pytest.mark.parametrize("mode", ["sampling", "sample_and_score"])
 def test_random_counts_weight_images(splits, tmp_path, mode):
     estimator = SupernetEstimator(SupernetEstimatorConfig(max_batches=1))

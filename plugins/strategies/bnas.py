@@ -5,11 +5,13 @@ convolutions come from the recipe's binarizer (XNOR or PCNN-style ``recon``) is 
 single paths sampled by performance-based operation-space reduction: every trial samples each
 remaining op of every edge exactly once (``sampling = "permutation"``, BNAS) or draws ops with
 probability ``softmax(−LCB)`` (``"lcb_softmax"``, BNAS2 [INFER]); each sampled path trains the
-shared weights for one epoch and its validation accuracy (single path, BN batch statistics) is
-credited to its ops. After ``trials`` trials the op with the lowest ``e = softmax(s)`` (Eq. 4.16)
-leaves every edge, with ``s`` the mean accuracy (``indicator = "mean"``, BNAS1) or its UCB
-``mean + sqrt(2 ln N / n)`` (``"ucb"``, BNAS2). The loop and the bookkeeping are shared with
-``cp_nas`` (`SampledPathStrategy`, `automl_bin.search.pruning`).
+shared weights for one epoch and its validation accuracy (single path, BN batch statistics;
+before that training with ``score_before_training``) is credited to its ops. After ``trials``
+trials the op with the lowest ``e = softmax(s)`` (Eq. 4.16) leaves every edge, with ``s`` the
+mean accuracy over the round (``indicator = "mean"``, BNAS1) or its UCB
+``mean + sqrt(2 ln N / n)`` (``"ucb"``, BNAS2; N and n count the round's trials). The loop, the
+optional warm-up and the bookkeeping are shared with ``cp_nas`` (`SampledPathStrategy`,
+`automl_bin.search.pruning`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ compactness on the pooled last-conv features), both are scored on the same valid
     z = β_P · (A_P − A_C) + A_C
 
 is credited to every sampled (edge, op). Reduction as in BNAS with the ``mean`` indicator on z
-and the softmax normalisation e = softmax(z̄) (Eq. 4.16). β_P = 0 ranks by the Child alone,
-β_P = 1 by the Parent alone.
+and the softmax normalisation e = softmax(z̄) (Eq. 4.16), z̄ the mean over the round's T trials.
+β_P = 0 ranks by the Child alone, β_P = 1 by the Parent alone. ``weight_images`` counts the
+Child's images (the Parent trains on the same batches).
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """The sampled-path loop shared by BNAS/BNAS2 (``bnas``) and CP-NAS (``cp_nas``), spec §3.3-4.
 
-One runner epoch = one sampled single-path architecture (every edge one op, ``none`` included):
-the `OperationPruner` (`automl_bin.search.pruning`) hands out the architectures of the trial
-schedule; each supernet of the strategy (BNAS: one binary supernet; CP-NAS: a real Parent and a
-1-bit Child) trains its shared weights along the path for one epoch (at most ``max_steps``
-steps), is scored on ``val_batches`` batches of the validation split by the ``supernet``
-estimator (single path, BN batch statistics), and the strategy turns the scores into one reward
-that the pruner credits to every sampled (edge, op). After the last trial of a round the pruner
-removes one op per edge, ranked by the rewards of that round (``reward_window = "round"``, Eq.
-4.16; ``"all"`` ranks by the whole search). So ``num_epochs = T·Σ_{K=2}^{K0} K``.
+After ``warmup_epochs`` epochs of uniform single-path training (a fresh path per batch, nothing
+credited: an untrained supernet's rewards are noise), one runner epoch = one sampled single-path
+architecture (every edge one op, ``none`` included): the `OperationPruner`
+(`automl_bin.search.pruning`) hands out the architectures of the trial schedule; each supernet
+of the strategy (BNAS: one binary supernet; CP-NAS: a real Parent and a 1-bit Child) trains its
+shared weights along the path for one epoch (at most ``max_steps`` steps), is scored (before
+that training with ``score_before_training``) on ``val_batches`` batches of the validation split
+by the ``supernet`` estimator (single path, BN batch statistics), and the strategy turns the
+scores into one reward that the pruner credits to every sampled (edge, op). After the last trial
+of a round the pruner removes one op per edge, ranked by the rewards of that round
+(``reward_window = "round"``, Eq. 4.16; ``"all"`` ranks by the whole search). So ``num_epochs =
+warmup_epochs + T·Σ_{K=2}^{K0} K``.
 
 `train_path`, `score_path`, `make_supernet_estimator` and `cell_edges` are also used by the
 ``random`` strategy's ``sampling`` mode. Torch is imported inside functions only.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,8 +36,8 @@ if TYPE_CHECKING:
 
     from automl_bin.interfaces.supernet import Supernet
 
-__all__ = ["SampledPathConfig", "SampledPathStrategy", "PathTrainee", "train_path", "score_path",
-           "make_supernet_estimator", "cell_edges", "plot_remaining_ops"]
+__all__ = ["SampledPathConfig", "SampledPathStrategy", "PathTrainee", "train_path", "train_paths",
+           "score_path", "make_supernet_estimator", "cell_edges", "plot_remaining_ops"]
 
 _ge0 = attrs.validators.ge(0)
 _gt0 = attrs.validators.gt(0)
@@ -58,6 +61,11 @@ class SampledPathConfig(WeightSgdKeys):
     #: z̄ = (1/T)·Σ_t, and the UCB's N and n_k count that round; rewards earned while the
     #: supernet was younger do not outvote what it says now) or "all" (the whole search)
     reward_window: Literal["all", "round"] = "round"
+    #: epochs of uniform single-path training before the first round (each batch trains a fresh
+    #: uniformly drawn path, every edge one op; nothing is credited), as PC-DARTS warms its
+    #: weights up before α moves. Rewards of an untrained supernet are mostly noise
+    #: (bench/indicator_spread.py); 0 = none, as in Alg. 9
+    warmup_epochs: int = attrs.field(default=0, validator=_ge0)
     #: PC-DARTS partial channels: 1/partial_k of the channels go through each edge's op
     partial_k: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: weight SGD (optimizer_keys), cosine-annealed over all sampled epochs; no weight decay on
@@ -69,6 +77,10 @@ class SampledPathConfig(WeightSgdKeys):
     #: score each sampled path on at most this many validation batches (0 = all, the same
     #: images for every path, so scores differ by the paths and not by the sample)
     val_batches: int = attrs.field(default=0, validator=_ge0)
+    #: score each sampled path with the shared weights as they are, then train it (Alg. 9
+    #: trains, then scores: false). A few steps along one path move its score by more than
+    #: the paths differ (bench/indicator_spread.py), so short per-path training scores first
+    score_before_training: bool = False
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -135,6 +147,15 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
     Returns per trainee ``train_loss`` (CE), ``train_acc``, the mean of every aux term and
     ``train_images`` (the images its weight steps saw, for the ``weight_images`` budget).
     """
+    return train_paths(env, trainees, lambda: genotype, epoch, steps=steps, lr=lr,
+                       grad_clip=grad_clip, label=f"sampled path {epoch + 1}")
+
+
+def train_paths(env: SearchEnv, trainees: Sequence[PathTrainee], path: Callable[[], Genotype],
+                epoch: int, *, steps: int, lr: float, grad_clip: float,
+                label: str) -> dict[str, dict[str, float]]:
+    """`train_path` with the single path ``path()`` of every batch (the same for all trainees):
+    a constant for one sampled path, a fresh uniform draw per batch for the warm-up."""
     import torch.nn.functional as F
 
     from automl_bin.nn.features import capture_features
@@ -146,12 +167,17 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
     aux_sums: dict[str, dict[str, float]] = {t.name: {} for t in trainees}
     for t in trainees:
         set_lr(t.optimizer, lr)
-        t.net.set_fixed_architecture(genotype)
         t.net.train()
     n = images = 0
+    current: Genotype | None = None
     try:
         for x, y in env.reporter.track(itertools.islice(train.batches(epoch), steps), steps,
-                                       f"sampled path {epoch + 1}"):
+                                       label):
+            genotype = path()
+            if genotype is not current:  # building the fixed path is skipped when unchanged
+                for t in trainees:
+                    t.net.set_fixed_architecture(genotype)
+                current = genotype
             for t in trainees:
                 with capture_features(t.net) as features:
                     logits = t.net(x)
@@ -317,27 +343,58 @@ class SampledPathStrategy(Strategy):
         return PathTrainee(name=name, net=net, optimizer=opt, binarizer=binarizer)
 
     def num_epochs(self) -> int:
-        return total_trials(self.pruner.initial_k, self.config.trials)
+        return self.config.warmup_epochs + total_trials(self.pruner.initial_k, self.config.trials)
 
     def run_epoch(self, epoch: int) -> Mapping[str, float]:
         from automl_bin.training import cosine_lr
 
         env = self.env
         assert env is not None, "setup() must run first"
+        if epoch < self.config.warmup_epochs:
+            return self.warm_up(epoch)
         arch = self.pruner.next_architecture(self.rng)
         genotype = self.pruner.path_genotype(arch)
         lr = cosine_lr(self.sgd, epoch, self.num_epochs())
+        first = self.config.score_before_training
+        scores = self.score(genotype) if first else {}
         train = train_path(env, self.trainees, genotype, epoch, steps=self.config.max_steps,
                            lr=lr, grad_clip=self.config.grad_clip)
-        scores = {t.name: score_path(env, self.estimator, t.net, genotype)
-                  for t in self.trainees}
-        reward, metrics = self.reward(train, scores)
+        reward, metrics = self.reward(train, scores if first else self.score(genotype))
         trial, position = self.pruner.trials_done, self.pruner.position
         self.credit(arch, reward)
         self.weight_images += int(train[self.trainees[0].name]["train_images"])
         metrics.update({"reward": reward, "remaining_ops": self.pruner.mean_remaining(),
                         "round": float(self.pruner.round), "trial": float(trial),
                         "sample": float(position), "lr": lr,
+                        "weight_images": float(self.weight_images)})
+        return metrics
+
+    def score(self, genotype: Genotype) -> dict[str, dict[str, float]]:
+        """Every trainee's ``val_loss``/``val_acc`` along the single path ``genotype``."""
+        env = self.env
+        assert env is not None, "setup() must run first"
+        return {t.name: score_path(env, self.estimator, t.net, genotype) for t in self.trainees}
+
+    def warm_up(self, epoch: int) -> dict[str, float]:
+        """One warm-up epoch over the whole training split, a uniformly drawn single path per
+        batch for every trainee (the same path), nothing credited."""
+        from automl_bin.training import cosine_lr
+
+        env = self.env
+        assert env is not None, "setup() must run first"
+        pruner, rng = self.pruner, self.rng
+        lr = cosine_lr(self.sgd, epoch, self.num_epochs())
+        train = train_paths(env, self.trainees,
+                            lambda: pruner.path_genotype(pruner.sample_architecture(rng)),
+                            epoch, steps=0, lr=lr, grad_clip=self.config.grad_clip,
+                            label=f"warm-up epoch {epoch + 1}")
+        first = self.trainees[0].name
+        self.weight_images += int(train[first]["train_images"])
+        metrics = {k: v for k, v in train[first].items() if k != "train_images"}
+        for t in self.trainees[1:]:  # e.g. CP-NAS's Parent
+            metrics.update({f"{t.name}_{k}": v for k, v in train[t.name].items()
+                            if k != "train_images"})
+        metrics.update({"remaining_ops": pruner.mean_remaining(), "round": 0.0, "lr": lr,
                         "weight_images": float(self.weight_images)})
         return metrics
 
@@ -373,6 +430,7 @@ class SampledPathStrategy(Strategy):
         p = self.pruner
         return {"strategy": self.label, "indicator": p.indicator, "sampling": p.sampling,
                 "window": p.window, "trials": p.trials, "K0": p.initial_k,
+                "warmup_epochs": self.config.warmup_epochs,
                 "op_names": list(p.op_names), "excluded": list(p.exclude),
                 "sampled": p.records, "rounds": p.history, "remaining": p.remaining()}
 
