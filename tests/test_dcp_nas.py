@@ -485,3 +485,34 @@ def test_conforms_with_a_binary_binarizer():
     testing = pytest.importorskip("automl_bin.testing")
     report = testing.check_strategy(DcpNasStrategy, binarizer="xnor")
     assert any("changes the architecture" in c for c in report.checks)
+
+
+# -- effect sizes logged by a tiny tracked run ------------------------------------------------------
+def test_tiny_run_logs_effect_sizes_and_alpha_progress(tmp_path):
+    """A tracked DCP-NAS run logs tangent_ratio, tangent_cos, decoupled_ratio (Child phases),
+    alpha_margin and argmax_changes (every epoch) and weight_images."""
+    from automl_bin.testing import run_recipe, tiny_recipe_text
+
+    text = tiny_recipe_text("dcp_nas", binarizer="xnor", retrain=False, strategy_params=dict(
+        warmup_epochs=0, rounds=2, parent_epochs=1, child_epochs=1, max_steps=2,
+        lambda_tangent=1e-9, arch_lr=0.05))
+    run = run_recipe(tmp_path, text)
+    epochs = len(run.metrics("search", "alpha_entropy"))
+    assert epochs == 4
+    assert len(run.metrics("search", "alpha_margin")) == epochs
+    assert len(run.metrics("search", "argmax_changes")) == epochs
+    assert all(m >= 0 for m in run.metrics("search", "alpha_margin"))
+    ratios = run.metrics("search", "tangent_ratio")
+    assert len(ratios) == 2 and all(0 < r < 1e-3 for r in ratios)  # λ = 1e-9: inert
+    assert len(run.metrics("search", "tangent_cos")) == 2
+    assert all(r > 0 for r in run.metrics("search", "decoupled_ratio"))
+    # weight_images counts the Child's weight steps: 2 Child epochs x 2 steps x 16 images
+    assert run.metrics("search", "weight_images")[-1] == 2 * 2 * 16
+
+
+def test_inert_tangent_warns_once_naming_the_key(splits, tmp_path):
+    strategy = _strategy(splits, tmp_path, lambda_tangent=1e-12, rounds=2, decoupled=False)
+    for epoch in range(strategy.num_epochs()):
+        strategy.run_epoch(epoch)
+    warnings = [m for m in strategy.env.reporter.messages if m.startswith("Warning:")]
+    assert len(warnings) == 1 and "lambda_tangent" in warnings[0]
