@@ -6,9 +6,9 @@ one of its ``K`` paths; so on every edge the ops' scores of a round (T = 1) are 
 rewards, and the round removes the op of the lowest one. The reward is only worth ranking when
 its noise is below those gaps. This script measures both, for a fixed supernet state:
 
-1. build the recipe's strategy on its data (``--set`` overrides; default the table43_fmnist
-   data, space and binarizer through ``recipes/bnas_fmnist.toml`` with ``subset = 1280`` and
-   ``warmup_epochs = 15``), run its own ``warmup_epochs``, then train it along
+1. build the recipe's strategy on its data (``--set`` overrides; default
+   ``recipes/bnas_fmnist.toml`` on 1,280 images with ``warmup_epochs = 15``: the recipe's 150
+   warm-up steps), run its own ``warmup_epochs``, then train it along
    ``--warmup-paths`` uniformly sampled paths of ``--warmup-steps`` steps each (a search some
    rounds in; default none), and freeze that state (``warmup_images``: the images its searched
    network has trained on by then);
@@ -40,6 +40,12 @@ setting (lr 0.05, no warm-up, train then score on one batch) 16 steps into a sea
     .venv/bin/python bench/indicator_spread.py --seeds 6 --settings 2x1 --warmup-paths 8 \
         --warmup-steps 2 --set data.subset=1280 --set strategy.warmup_epochs=0 \
         --set strategy.lr=0.05 --set strategy.score_before_training=false
+
+table43_fmnist's data and space (2,560 images, 2 nodes), no warm-up, 16 steps in:
+
+    .venv/bin/python bench/indicator_spread.py --seeds 6 --settings 2x0,2x4 --warmup-paths 8 \
+        --warmup-steps 2 --set data.subset=2560 --set search_space.nodes=2 \
+        --set strategy.warmup_epochs=0
 """
 
 from __future__ import annotations
@@ -73,8 +79,8 @@ from automl_bin_plugins.strategies.sampling_base import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the table43_fmnist [data] subset, and the warm-up that makes 150 steps of it, on top of
-#: the BNAS/CP-NAS fmnist recipes (whose 1,920 images warm up in 10 epochs)
+#: 1,280 images and the warm-up that makes 150 steps of them, on top of the BNAS/CP-NAS fmnist
+#: recipes (whose 1,920 images warm up in 10 epochs)
 DEFAULT_SETS = ("data.subset=1280", "strategy.warmup_epochs=15")
 #: images drawn per seed come from this many training images outside the search subset
 POOL = 8192
