@@ -62,7 +62,8 @@ def _new_manager() -> pluggy.PluginManager:
                   file=sys.stderr)
 
         def after(outcome: Any, hook_name: str, impls: Any, kwargs: Any) -> None:
-            pass
+            if outcome.exception is not None:
+                print(f"[hook] {hook_name} raised {outcome.exception!r}", file=sys.stderr)
 
         pm.add_hookcall_monitoring(before, after)
     return pm
@@ -157,46 +158,104 @@ def _check_unknown_hooks(plugins: PluginSet) -> None:
 
 
 def _fill_registry(plugins: PluginSet) -> None:
-    """Call each registration hook implementation separately, so one failure names its plugin."""
-    registry = plugins.registry
+    """Call each registration hook through ``pm.hook``. Each implementation is guarded, so a
+    failure is recorded naming its plugin and the others still register; registrations are
+    then added in plugin load order (pluggy calls the last-loaded first), so on a duplicate
+    name the first-loaded plugin (the built-in) keeps it and the other one is reported."""
     failed: set[str] = set()
+    order = {name: i for i, name in enumerate(plugins.sources)}
     for kind, (_, hook_name, _) in KINDS.items():
-        for impl in getattr(plugins.pm.hook, hook_name).get_hookimpls():
-            plugin = impl.plugin_name
-            if plugin in failed:
-                continue
+        hook = getattr(plugins.pm.hook, hook_name)
+        pending: list[tuple[str, Any, Any]] = []
+        for impl in hook.get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper):
+                impl.function = _guarded_registration(plugins, impl, hook_name, failed, pending)
+        hook(register=_unbound_register)
+        pending.sort(key=lambda item: order.get(item[0], len(order)))
+        for plugin, name, cls in pending:
             dist, version = plugins.source(plugin)
-
-            def register(name: Any, cls: Any, _kind: str = kind, _p: str = plugin,
-                         _d: str = dist, _v: str = version) -> None:
-                registry.add(_kind, name, cls, _p, _d, _v)
-
             try:
-                impl.function(register=register)
+                plugins.registry.add(kind, name, cls, plugin, dist, version)
             except PluginError as exc:
-                registry.problems.append(PluginProblem(plugin, dist, str(exc)))
-            except Exception as exc:
-                registry.problems.append(
-                    PluginProblem(plugin, dist, f"hook {hook_name} raised {exc!r}"))
-                failed.add(plugin)
+                plugins.registry.problems.append(PluginProblem(plugin, dist, str(exc)))
 
 
-def call_observers(plugins: PluginSet, hook_name: str, **kwargs: Any) -> None:
-    """Call a lifecycle hook on every plugin; an exception is reported, never propagated."""
-    for impl in reversed(getattr(plugins.pm.hook, hook_name).get_hookimpls()):
-        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+def _unbound_register(name: Any, cls: Any) -> None:
+    # Each guarded registration implementation passes its own ``register`` instead.
+    raise PluginError(f"register({name!r}, {cls!r}) was called outside a registration hook")
+
+
+def _guarded_registration(plugins: PluginSet, impl: Any, hook_name: str, failed: set[str],
+                          pending: list[tuple[str, Any, Any]]) -> Any:
+    function, plugin = impl.function, impl.plugin_name
+    takes_register = bool(impl.argnames)  # pluggy allows an implementation to take no arguments
+
+    def register(name: Any, cls: Any) -> None:
+        pending.append((plugin, name, cls))
+
+    def guarded(*_args: Any, **_kwargs: Any) -> None:
+        if plugin in failed:
+            return
         try:
-            impl.function(**args)
+            function(*([register] if takes_register else []))
+        except PluginError as exc:
+            plugins.registry.problems.append(PluginProblem(plugin, plugins.source(plugin)[0],
+                                                           str(exc)))
+        except Exception as exc:
+            plugins.registry.problems.append(PluginProblem(
+                plugin, plugins.source(plugin)[0], f"hook {hook_name} raised {exc!r}"))
+            failed.add(plugin)
+
+    return guarded
+
+
+_GUARDED = "_automl_bin_guarded"
+
+
+def _guard_observers(plugins: PluginSet, hook_name: str) -> None:
+    """Wrap every plain implementation of a lifecycle hook so that an exception is reported
+    (naming the plugin) and the other implementations still run. Wrappers (``wrapper=True``)
+    are left as pluggy calls them. Done at call time: plugins may register after loading."""
+    for impl in getattr(plugins.pm.hook, hook_name).get_hookimpls():
+        if impl.wrapper or impl.hookwrapper or getattr(impl.function, _GUARDED, False):
+            continue
+        impl.function = _guarded_observer(plugins, impl.function, impl.plugin_name, hook_name)
+
+
+def _guarded_observer(plugins: PluginSet, function: Any, plugin: str, hook_name: str) -> Any:
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
         except StopRun:
             raise  # the observer asks to stop the run (e.g. its tracking server went away)
         except Exception as exc:
-            dist, _ = plugins.source(impl.plugin_name)
+            dist, _ = plugins.source(plugin)
             warnings.warn(
-                f"plugin {impl.plugin_name!r} (distribution {dist}) raised in {hook_name}: "
+                f"plugin {plugin!r} (distribution {dist}) raised in {hook_name}: "
                 f"{exc!r}; the run continues without it for this call.",
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    setattr(guarded, _GUARDED, True)
+    return guarded
+
+
+def call_observers(plugins: PluginSet, hook_name: str, **kwargs: Any) -> None:
+    """Call a lifecycle hook through ``pm.hook`` (so tracing, ``tryfirst``/``trylast`` and
+    ``wrapper=True`` implementations work as pluggy documents); an exception raised by an
+    implementation is reported, never propagated, except `StopRun`."""
+    _guard_observers(plugins, hook_name)
+    try:
+        getattr(plugins.pm.hook, hook_name)(**kwargs)
+    except StopRun:
+        raise
+    except Exception as exc:  # only a wrapper can get here: plain implementations are guarded
+        warnings.warn(
+            f"a hook wrapper raised in {hook_name}: {exc!r}; the run continues.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def hook_signatures() -> dict[str, str]:

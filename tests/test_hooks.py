@@ -211,3 +211,66 @@ def test_raising_observer_does_not_stop_the_run(tmp_path):
         result = run_recipe(tmp_path, text, plugins=plugins)
     assert result.parent is None
     assert calls == [("search", 0), ("search", 1), ("retrain", 0)]
+
+
+# --------------------------------------------------------------------------------------------
+# hooks go through pluggy: tracing, wrappers and ordering work as pluggy documents
+# --------------------------------------------------------------------------------------------
+
+
+def test_wrapper_observer_sees_the_run_and_tryfirst_orders_calls(tmp_path):
+    seen = []
+
+    def wrap_phase_start(phase):
+        seen.append(("wrapper before", phase))
+        result = yield
+        seen.append(("wrapper after", phase))
+        return result
+
+    def late(phase):
+        seen.append(("late", phase))
+
+    def early(phase):
+        seen.append(("early", phase))
+
+    wrapping = types.ModuleType("wrapping")
+    wrapping.on_phase_start = hookimpl(wrapper=True)(wrap_phase_start)
+    late_mod = types.ModuleType("late")
+    late_mod.on_phase_start = hookimpl(trylast=True)(late)
+    early_mod = types.ModuleType("early")
+    early_mod.on_phase_start = hookimpl(tryfirst=True)(early)
+    # registered in the order that plain LIFO calling would get wrong
+    plugins = make_plugins(("early", early_mod), ("late", late_mod), ("wrapping", wrapping))
+    run_recipe(tmp_path, tiny_recipe_text("darts", tracking=False, plugins=plugins),
+               plugins=plugins)
+    assert seen == [
+        ("wrapper before", "search"), ("early", "search"), ("late", "search"),
+        ("wrapper after", "search"),
+        ("wrapper before", "retrain"), ("early", "retrain"), ("late", "retrain"),
+        ("wrapper after", "retrain"),
+    ]
+
+
+def test_a_raising_wrapper_is_reported_not_propagated(tmp_path):
+    def on_run_end(status):
+        yield
+        raise RuntimeError("wrapper bug")
+
+    module = types.ModuleType("bad_wrapper")
+    module.on_run_end = hookimpl(wrapper=True)(on_run_end)
+    plugins = make_plugins(("bad_wrapper", module))
+    with pytest.warns(RuntimeWarning, match="wrapper raised in on_run_end"):
+        result = run_recipe(tmp_path, tiny_recipe_text("darts", tracking=False, plugins=plugins),
+                            plugins=plugins)
+    assert result.parent is None
+
+
+def test_trace_hooks_prints_every_hook_call(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("AUTOML_BIN_TRACE_HOOKS", "1")
+    plugins = make_plugins()
+    run_recipe(tmp_path, tiny_recipe_text("darts", tracking=False, plugins=plugins),
+               plugins=plugins)
+    err = capfd.readouterr().err
+    for hook in ("register_strategies", "on_run_start", "on_phase_start", "on_epoch_end",
+                 "on_search_end", "on_retrain_end", "on_run_end"):
+        assert re.search(rf"^\[hook\] {hook}\(", err, re.M), hook
