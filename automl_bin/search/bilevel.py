@@ -1,11 +1,11 @@
-"""The DARTS bilevel step (spec §3.1), implemented once for every differentiable strategy.
+"""The DARTS bilevel step (docs/algorithms.md §DARTS bilevel step), for every strategy.
 
 Per mini-batch pair (train, val):
 
 1. α step (Adam): first order ``g = ∇_α L_val(w, α)``; second order (``unrolled``) evaluates
    ``L_val`` at the virtual weights ``w' = w − ξ(μ·buf + ∇_w L_train + wd·w)`` and subtracts
-   ``ξ·HVP`` computed by central finite differences with ``ε = 0.01/‖v‖`` [CODE: quark0/darts
-   cnn/architect.py].
+   ``ξ·HVP`` computed by central finite differences with ``ε = 0.01/‖v‖``
+   (`automl_bin.search.hvp.finite_diff_hvp`) [CODE: quark0/darts cnn/architect.py].
 2. w step (SGD with gradient clipping) on ``L_train(w, α)``.
 
 Strategies that change the α gradient (e.g. DCP-NAS's tangent term) call `arch_gradients`,
@@ -26,6 +26,7 @@ import torch
 from automl_bin import distributed
 from automl_bin.distributed import DistContext
 from automl_bin.interfaces.supernet import Supernet
+from automl_bin.search.hvp import finite_diff_hvp
 from automl_bin.training import LossFn, clip_and_step, cross_entropy_loss
 
 __all__ = ["ArchConfig", "BilevelOptimizer"]
@@ -144,22 +145,10 @@ class BilevelOptimizer:
     def _finite_difference_hvp(self, v: Sequence[torch.Tensor], x: torch.Tensor,
                                y: torch.Tensor) -> list[torch.Tensor]:
         """``∇²_{α,w} L_train · v`` by central differences of ``∇_α L_train`` at ``w ± εv``."""
-        norm = torch.sqrt(sum((t * t).sum() for t in v))
-        eps = self.fd_eps / float(norm.clamp_min(1e-12))
-        backup = [w.detach().clone() for w in self.weights]
 
-        def grad_alpha(sign: float) -> list[torch.Tensor]:
-            with torch.no_grad():
-                for w, b, t in zip(self.weights, backup, v):
-                    w.copy_(b + sign * eps * t)
+        def grad_alpha() -> list[torch.Tensor]:
             loss, _ = self.train_loss(self.net, x, y)
             grads = torch.autograd.grad(loss, self.alphas)
             return self.mean_over_ranks([t.detach() for t in grads], len(x))
 
-        try:
-            g_pos, g_neg = grad_alpha(1.0), grad_alpha(-1.0)
-        finally:  # restore w bit-exactly (w + εv − εv is not exact in floating point)
-            with torch.no_grad():
-                for w, b in zip(self.weights, backup):
-                    w.copy_(b)
-        return [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
+        return finite_diff_hvp(grad_alpha, self.weights, v, self.fd_eps, wrt=self.alphas)

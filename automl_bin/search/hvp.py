@@ -1,8 +1,9 @@
-"""Hessian-vector products of a scalar loss w.r.t. the architecture tensors (method spec §3.5.3).
+"""Hessian-vector products of a scalar loss w.r.t. the architecture tensors (DCP-NAS T.P.).
 
 DCP-NAS's tangent term needs ``H v`` with ``H = ∇²_α L`` the Hessian **of the minimised loss**
-``L`` (for the Child: ``L = KL(p_P ‖ p_C)``, i.e. ``−G`` of the book; spec §3.5.3 "sign
-convention") and ``v`` a list of tensors shaped like the α tensors. Three ways:
+``L`` (for the Child: ``L = KL(p_P ‖ p_C)``, i.e. ``−G`` of the book; the sign convention of
+docs/algorithms.md §Objective and gradients) and ``v`` a list of tensors shaped like the α
+tensors. Three ways:
 
 - `exact_hvp` / `exact_hvp_from_grads`: double backward. ``g = ∇_α L`` built with
   ``create_graph=True``, then ``Hv = ∇_α (gᵀ v)`` with ``v`` held constant. Exact (for the
@@ -93,18 +94,21 @@ def exact_hvp(loss: torch.Tensor, params: Tensors, v: Tensors) -> list[torch.Ten
 
 
 def finite_diff_hvp(grad_fn: Callable[[], Sequence[torch.Tensor]], params: Tensors, v: Tensors,
-                    eps: float = 0.01) -> list[torch.Tensor]:
+                    eps: float = 0.01, *, wrt: Tensors | None = None) -> list[torch.Tensor]:
     """Central difference ``(g(p + εv) − g(p − εv)) / 2ε``, ``ε = eps/‖v‖``.
 
-    :param grad_fn: evaluates ``∇_params L`` at the current values of ``params`` (it is called
-        twice, with ``params`` perturbed in place; it must not step any optimizer).
+    :param grad_fn: evaluates ``∇_params L`` (or ``∇_wrt L``) at the current values of
+        ``params`` (it is called twice, with ``params`` perturbed in place; it must not step any
+        optimizer).
     :param params: the tensors to perturb (leaf parameters), restored bit-exactly afterwards.
-    :return: the product, zeros when ``v`` is zero.
+    :param wrt: the tensors ``grad_fn`` differentiates, when not ``params``: the mixed product
+        ``∇²_{wrt,params} L · v`` (DARTS' second-order term perturbs w and differentiates α).
+    :return: the product, shaped like ``wrt`` (default ``params``); zeros when ``v`` is zero.
     """
     params = list(params)
     size = float(norm([x.detach() for x in v]))
     if size == 0.0:
-        return [torch.zeros_like(p) for p in params]
+        return [torch.zeros_like(p) for p in (params if wrt is None else wrt)]
     step = eps / size
     backup = [p.detach().clone() for p in params]
 
