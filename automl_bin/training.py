@@ -15,7 +15,7 @@ __all__ = ["SgdConfig", "make_sgd", "cosine_lr", "evaluate", "RunningMeter", "ac
 
 @attrs.frozen(kw_only=True)
 class SgdConfig:
-    """SGD with momentum and a cosine schedule (DARTS search defaults, spec §3.1)."""
+    """SGD with momentum and a cosine schedule (DARTS search defaults, docs/algorithms.md)."""
 
     lr: float = 0.025
     lr_min: float = 0.001

@@ -1,7 +1,7 @@
 """The 1-bit binarizers (xnor, recon), their activation quantizers and feature capture.
 
 Forward values are checked bit-exactly; surrogate gradients against the formulas of the method
-spec (§2.1–2.4) on small hand-picked tensors.
+notes (docs/algorithms.md §Binarization) on small hand-picked tensors.
 """
 
 from __future__ import annotations

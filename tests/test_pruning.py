@@ -1,4 +1,4 @@
-"""Operation-space reduction (BNAS/BNAS2/CP-NAS, spec §3.3–§3.4) and the sampling strategies."""
+"""Operation-space reduction and the sampling strategies (docs/algorithms.md §BNAS and BNAS2)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def _pruner(ops=("a", "b", "c", "d"), nodes=2, kinds=("normal", "reduce"), **kw)
 
 # -- the core machinery -------------------------------------------------------------------------
 def test_total_trials():
-    assert total_trials(8, 3) == 105 == 35 * 3  # spec §3.4: 35T sampled epochs
+    assert total_trials(8, 3) == 105 == 35 * 3  # docs/algorithms.md §BNAS and BNAS2: 35T
     assert total_trials(3, 1) == 5 and total_trials(2, 2) == 4
     assert _pruner(trials=2).total_trials() == total_trials(4, 2)
 

@@ -1,4 +1,4 @@
-"""PC-DARTS partial channel connections (Xu et al. ICLR 2020; spec §3.2), implemented once.
+"""PC-DARTS partial channel connections (Xu et al. ICLR 2020; docs/algorithms.md §PC-DARTS).
 
 Only the first ``C/k`` channels of an edge's input go through the mixed op; the others bypass
 it (max-pooled on a reduction edge so the sizes match), and a channel shuffle with ``k`` groups

@@ -37,7 +37,8 @@ class QConv2d(nn.Conv2d):
                          dilation=dilation, groups=groups, bias=False)
         self.weight_quantizer = binarizer.weight_quantizer(out_channels)
         self.input_quantizer = binarizer.activation_quantizer() if binarize_input else nn.Identity()
-        #: False runs the latent real weights (step 1 of two-step binary training, spec §2.5)
+        #: False runs the latent real weights (step 1 of two-step binary training,
+        #: docs/algorithms.md §Two-step training)
         self.binarize_weight = True
         #: bit widths read by model accounting
         self.weight_bits = binarizer.weight_bits

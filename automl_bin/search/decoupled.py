@@ -1,4 +1,6 @@
-"""Decoupled optimization of α (DCP-NAS D.O., book Eq. 4.42–4.53; method spec §3.5.4).
+"""Decoupled optimization of α (DCP-NAS D.O., book Eq. 4.42–4.53).
+
+See docs/algorithms.md §Decoupled optimisation (D.O.).
 
 The weights depend on α (``∂w/∂α ≠ 0``); the book replaces the unknown coupling vector by a
 learnable non-negative ``ψ̃`` and backtracks the architecture step on the edges whose weights

@@ -1,4 +1,6 @@
-"""Per-sample architecture gradients from one backward pass (the book's Fisher/GGN, spec §3.5.3).
+"""Per-sample architecture gradients from one backward pass (the book's Fisher/GGN).
+
+See docs/algorithms.md §Tangent propagation (T.P.) and the GGN.
 
 For a mixed op ``m_e(x) = Σ_j w_{e,j} o_j(x)`` with mixing weights ``w_e = f(α)`` (softmax of an α
 row, or any differentiable map), the α gradient of a batch loss ``L`` splits into one

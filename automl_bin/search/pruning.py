@@ -1,4 +1,4 @@
-"""Performance-based operation-space reduction (method spec §3.3 BNAS/BNAS2, §3.4 CP-NAS).
+"""Performance-based operation-space reduction (docs/algorithms.md §BNAS and BNAS2, §CP-NAS).
 
 Shared by every strategy that samples single-path architectures and prunes operations by the
 rewards they earn (BNAS, BNAS2, CP-NAS; the ``random`` strategy uses the bookkeeping without
@@ -7,7 +7,7 @@ pruning). Pure Python: no torch, no plugin imports; the state is plain data.
 Per cell type and edge ``(i, j)`` the pruner holds a candidate set ``O_ij`` (at the start every op
 of the space, optionally minus excluded ones, optionally only the first ``k0``), and per
 ``(edge, op)`` the history of rewards credited to it; the pull count ``n_k`` is its length. The
-schedule of book Alg. 9 (spec §3.3/§3.4)::
+schedule of book Alg. 9 (docs/algorithms.md §BNAS and BNAS2)::
 
     while K > 1:
         repeat T times:                                  # one "trial"
@@ -29,11 +29,12 @@ normalised per edge by ``e_k = exp(s_k) / Σ_k' exp(s_k')`` (Eq. 4.16). An op th
 pulled in the window has ``s_k = +∞`` (it is not pruned before it is tried), and the softmax takes
 its limit (the mass is shared by the untried ops). The BNAS2 sampler draws op ``k`` with
 probability ``softmax(−LCB)_k``, ``LCB_k = mean(r_k) − sqrt(2 ln N / n_k)`` (ABanditNAS Eq.
-4.9–4.10, spec §3.3 [INFER]); untried ops (``LCB = −∞``) are drawn first.
+4.9–4.10; [INFER], docs/algorithms.md §BNAS and BNAS2); untried ops (``LCB = −∞``) are drawn
+first.
 
-Genotype (spec §1.5 [INFER] for pruning methods): every edge keeps its surviving op; each node
-keeps the top ``keep`` (2) incoming edges ranked by the survivor's last-round indicator ``e``,
-skipping edges whose survivor is ``none``.
+Genotype ([INFER] for pruning methods, docs/algorithms.md §Genotype rule): every edge keeps its
+surviving op; each node keeps the top ``keep`` (2) incoming edges ranked by the survivor's
+last-round indicator ``e``, skipping edges whose survivor is ``none``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ WINDOWS = ("all", "round")
 def total_trials(k0: int, trials: int) -> int:
     """Sampled architectures of a full reduction from ``k0`` ops to one: ``T·Σ_{K=2}^{K0} K``.
 
-    (``35·T`` for the 8-op spaces of spec §3.4.)
+    (``35·T`` for the 8-op spaces of docs/algorithms.md §CP-NAS.)
     """
     return trials * sum(range(2, k0 + 1))
 
@@ -102,7 +103,7 @@ class OperationPruner:
     edges: dict[str, list[tuple[int, int]]] = attrs.field(converter=_edges)
     #: ``Genotype.space`` of the genotypes built
     space: str = ""
-    #: trials per reduction round (``T``, spec default 3)
+    #: trials per reduction round (``T``; default 3 [INFER], docs/algorithms.md §BNAS and BNAS2)
     trials: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     #: ``mean`` (BNAS1, CP-NAS) or ``ucb`` (BNAS2)
     indicator: Literal["mean", "ucb"] = attrs.field(
@@ -112,7 +113,8 @@ class OperationPruner:
         default="permutation", validator=attrs.validators.in_(SAMPLINGS))
     #: rewards entering the indicators: ``round`` (only the current round's T trials, the
     #: literal ``(1/T)·Σ_t`` of Eq. 4.16; the UCB's ``N`` and ``n_k`` count that round too) or
-    #: ``all`` (the whole search, spec §3.3 pseudo-code, whose histories are never reset).
+    #: ``all`` (the whole search, as the never-reset histories of the pseudo-code in
+    #: docs/algorithms.md §BNAS and BNAS2).
     #: ``round`` is the default: the shared weights change between rounds, and rewards earned
     #: by a younger supernet would outvote what the current one says
     window: Literal["all", "round"] = attrs.field(
@@ -442,7 +444,7 @@ class OperationPruner:
 
     def genotype(self, rank: Literal["indicator", "mean"] = "indicator",
                  meta: Mapping[str, Any] | None = None) -> Genotype:
-        """The discrete architecture (spec §1.5 [INFER] for pruning methods).
+        """The discrete architecture (docs/algorithms.md §Genotype rule, [INFER] for pruning).
 
         Every edge takes `edge_choice`; each node keeps its top ``keep`` incoming edges by
         strength (ties: the lower source), skipping edges whose op is ``none``. A node whose

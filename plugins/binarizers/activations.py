@@ -1,10 +1,11 @@
 """Sign functions with surrogate gradients, and the activation quantizers built on them.
 
-- `SignSTE`: BNN/BinaryConnect sign with the clipped straight-through estimator (method spec
-  §2.1): forward ``sign(x)``, backward ``g · 1_{|x|≤1}``.
-- `ApproxSign`: Bi-Real Net's sign (Liu et al. 2018, Eq. 5; spec §2.3): forward ``sign(x)``,
-  backward the derivative of the piecewise polynomial ``F``: ``2+2x`` on [-1,0), ``2-2x`` on
-  [0,1), 0 elsewhere.
+- `SignSTE`: BNN/BinaryConnect sign with the clipped straight-through estimator
+  (docs/algorithms.md §Sign and the straight-through estimator): forward ``sign(x)``, backward
+  ``g · 1_{|x|≤1}``.
+- `ApproxSign`: Bi-Real Net's sign (Liu et al. 2018, Eq. 5; docs/algorithms.md §ApproxSign):
+  forward ``sign(x)``, backward the derivative of the piecewise polynomial ``F``: ``2+2x`` on
+  [-1,0), ``2-2x`` on [0,1), 0 elsewhere.
 - optional activation scaling, a simplified XNOR-Net ``K`` (Rastegari et al. 2016, §3.2).
 
 Everywhere ``sign`` maps 0 to +1 (``torch.sign`` maps 0 to 0, which would zero activations).
@@ -59,7 +60,7 @@ def clipped_identity(x: torch.Tensor) -> torch.Tensor:
 
 
 def ste_sign(x: torch.Tensor) -> torch.Tensor:
-    """Sign with the clipped straight-through gradient ``1_{|x|≤1}`` (spec §2.1)."""
+    """Sign with the clipped straight-through gradient ``1_{|x|≤1}`` (BinaryConnect/BNN)."""
     return straight_through(sign_pm1(x), clipped_identity(x))
 
 
@@ -67,7 +68,8 @@ def approx_sign(x: torch.Tensor) -> torch.Tensor:
     """Bi-Real ApproxSign: forward sign, derivative ``2 - 2|x|`` on |x| < 1 and 0 elsewhere.
 
     The surrogate ``F(x) = 2c - c|c|`` with ``c = clamp(x, -1, 1)`` equals the piecewise
-    polynomial of spec §2.3 (``x²+2x`` on [-1,0), ``-x²+2x`` on [0,1), ±1 outside).
+    polynomial of docs/algorithms.md §ApproxSign (``x²+2x`` on [-1,0), ``-x²+2x`` on [0,1), ±1
+    outside).
     """
     c = torch.clamp(x, -1.0, 1.0)
     return straight_through(sign_pm1(x), 2 * c - c * c.abs())
@@ -84,7 +86,7 @@ class _SignActivation(nn.Module):
     With ``scale=True`` the output is ``K ⊙ sign(x)`` with ``K = mean_c |x|`` per sample and
     spatial position. XNOR-Net further convolves that map with a ``1/(k·k)`` box filter of the
     following convolution's kernel size; it is omitted here because an activation quantizer does
-    not know the kernel it feeds (spec §2.2 notes practical codebases drop K altogether). The
+    not know the kernel it feeds (docs/algorithms.md §XNOR: practical codebases drop K). The
     gradient flows through K as well (plain autograd).
     """
 
@@ -111,7 +113,7 @@ class SignSTE(_SignActivation):
 
 
 class ApproxSign(_SignActivation):
-    """Bi-Real Net's ApproxSign: forward sign, backward ``2 - 2|x|`` on |x|<1 (spec §2.3)."""
+    """Bi-Real Net's ApproxSign: forward sign, backward ``2 - 2|x|`` on |x|<1 (Bi-Real Eq. 5)."""
 
     def binarize(self, x: torch.Tensor) -> torch.Tensor:
         return approx_sign(x)

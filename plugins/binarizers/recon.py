@@ -1,13 +1,14 @@
 """The ``recon`` binarizer: learned channel scales with a reconstruction loss (CP-NAS/DCP-NAS).
 
-Model (book Eq. 4.22–4.23, PCNN/MCN style; method spec §2.4): each binarized conv computes with
-``Ŵ = β ∘ sign(W)``, where ``β = |M|`` is a **learned** per-output-channel scale. Training adds
+Model (book Eq. 4.22–4.23, PCNN/MCN style; docs/algorithms.md §Reconstruction binarizer): each
+binarized conv computes with ``Ŵ = β ∘ sign(W)``, where ``β = |M|`` is a **learned**
+per-output-channel scale. Training adds
 
-- the reconstruction loss ``λ_rec · mean_l MSE(W_l, β_l ∘ sign(W_l))`` (spec §4 "Reconstruction
-  (kernel)"; mean over layers of per-element MSE so the weight does not scale with model size),
+- the reconstruction loss ``λ_rec · mean_l MSE(W_l, β_l ∘ sign(W_l))`` (book Eq. 4.23;
+  mean over layers of per-element MSE so the weight does not scale with model size),
 - the CP-NAS intra-class compactness loss ``μ_cmp · mean_s ‖f_s − c_{y_s}‖²`` over the batch's
-  penultimate features ``f`` (book p.104; spec §4 CP-NAS notes), with ``c`` the batch class means
-  or an EMA memory of class centres.
+  penultimate features ``f`` (book p.104; docs/algorithms.md §CP-NAS), with ``c`` the batch
+  class means or an EMA memory of class centres.
 
 Gradients: ``∂/∂W = g · β · 1_{|W|≤1}`` (STE through sign, times the scale); ``∂/∂M`` flows through
 ``|M|`` by autograd (``Σ g·sign(W)·sign(M)`` per channel). M starts at ``mean|W_c|`` (set at the

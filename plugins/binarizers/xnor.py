@@ -1,4 +1,6 @@
-"""The ``xnor`` binarizer: XNOR-Net weights (Rastegari et al. 2016, Eq. 3–7; spec §2.2).
+"""The ``xnor`` binarizer: XNOR-Net weights (Rastegari et al. 2016, Eq. 3–7).
+
+See docs/algorithms.md §XNOR.
 
 Each output filter ``c`` of a conv weight ``W (C_out, C_in, k, k)`` becomes ``α_c · sign(W_c)``
 with ``α_c = mean(|W_c|)`` = ``‖W_c‖₁ / n``, ``n = C_in·k·k`` (sign maps 0 to +1). Two backward

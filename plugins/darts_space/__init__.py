@@ -1,4 +1,4 @@
-"""The ``darts`` cell search space plugin (spec §1)."""
+"""The ``darts`` cell search space plugin (docs/algorithms.md §DARTS cell search space)."""
 
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register

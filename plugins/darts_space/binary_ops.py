@@ -1,4 +1,4 @@
-"""The binary DARTS op set used by CP-NAS / DCP-NAS (spec §1.3, "Binary op internals").
+"""The binary DARTS op set used by CP-NAS / DCP-NAS (docs/algorithms.md §Operation sets).
 
 Structure as in the DCP-NAS evaluation code [CODE: YanjingLi0202/DCP-NAS
 models/darts_ops_step2_sc_out.py]: every 1-bit convolution is preceded by a real BN, followed by

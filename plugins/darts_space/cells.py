@@ -2,7 +2,8 @@
 
 Inputs 0 and 1 are the outputs of the two previous cells, preprocessed to ``C`` channels
 (``FactorizedReduce`` when the previous cell reduced the resolution). Intermediate node j sums
-its incoming edges; the cell output concatenates the intermediate nodes (spec §1.1).
+its incoming edges; the cell output concatenates the intermediate nodes (docs/algorithms.md
+§Cell DAG).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The DARTS genotype rule (spec §1.5), on plain per-edge op weights.
+"""The DARTS genotype rule (docs/algorithms.md §Genotype rule), on per-edge op weights.
 
 For each intermediate node: rank its incoming edges by their strongest non-``none`` op weight,
 keep the top ``k`` (2), and on each kept edge keep the argmax non-``none`` op. PC-DARTS passes

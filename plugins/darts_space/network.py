@@ -1,4 +1,4 @@
-"""The discrete DARTS network of a genotype, for retraining (spec §1.4, CIFAR skeleton).
+"""The discrete DARTS network of a genotype, for retraining (docs/algorithms.md §Network skeleton).
 
 Real-valued stem and classifier; cells built from the genotype with the injected binarizer;
 optional DARTS auxiliary head (weight set by the trainer) and drop-path.

@@ -1,4 +1,4 @@
-"""The DARTS candidate operations (spec §1.3), built through an injected conv factory.
+"""The DARTS candidate operations (docs/algorithms.md §Operation sets), built via a conv factory.
 
 ``OPS[name](C, stride, affine, conv)`` returns the module. ``conv`` is a
 `automl_bin.nn.qconv.ConvFactory`, so the same table yields real or binarized convolutions.

@@ -1,10 +1,10 @@
 """Op sets: how each candidate op, the cell preprocessing and the reduction are built.
 
 ``real`` is the DARTS implementation (ReLU-conv-BN); ``binary`` the 1-bit implementation of
-the same op names (spec §1.3). Both build their convolutions through the injected
-`ConvFactory`, so the binarizer decides the precision. In the real style, convolution *inputs*
-are never sign-binarized: each conv follows a ReLU, and sign(ReLU(x)) is always +1, so a 1-bit
-binarizer there binarizes weights only (BNAS1-style, spec §3.3).
+the same op names (docs/algorithms.md §Operation sets). Both build their convolutions through
+the injected `ConvFactory`, so the binarizer decides the precision. In the real style,
+convolution *inputs* are never sign-binarized: each conv follows a ReLU, and sign(ReLU(x)) is
+always +1, so a 1-bit binarizer there binarizes weights only (BNAS1-style).
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ class DartsConfig:
     #: an op set name ("real", "binary") or an explicit list of op names
     ops: str | list[str] = attrs.field(default="real", validator=_check_ops)
     #: how ops are built: "real" (DARTS ReLU-conv-BN), "binary" (BN-1bit conv-BN-PReLU with
-    #: real shortcuts, spec §1.3), or "auto" = binary when ops = "binary", else real
+    #: real shortcuts, docs/algorithms.md §Operation sets), or "auto" = binary when ops =
+    #: "binary", else real
     op_style: Literal["auto", "real", "binary"] = "auto"
     #: also binarize the inputs of depthwise convs in the binary style (the eval code does not)
     bin_act_on_depthwise: bool = False
@@ -88,7 +89,7 @@ class DartsNetworkConfig:
 
 
 class DartsSpace(SearchSpace):
-    """DARTS cells (spec §1): 2 inputs, ``nodes`` intermediate nodes, concatenated output."""
+    """DARTS cells (docs/algorithms.md §Cell DAG): 2 inputs, ``nodes`` intermediate nodes."""
 
     Config = DartsConfig
     NetworkConfig = DartsNetworkConfig

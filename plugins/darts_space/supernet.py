@@ -1,4 +1,6 @@
-"""The DARTS search network (spec §1.1-1.2): stem, cells, global pooling, linear classifier.
+"""The DARTS search network: stem, cells, global pooling, linear classifier.
+
+See docs/algorithms.md §DARTS cell search space.
 
 Architecture parameters ``alphas_normal`` and ``alphas_reduce`` (edges × ops, initialised
 1e-3·N(0,1)) are registered parameters kept apart from the weights by `arch_parameters`. The
@@ -24,7 +26,7 @@ CELL_TYPES = ("normal", "reduce")
 
 
 def reduction_layers(layers: int) -> set[int]:
-    """Cells that halve the resolution: at depths L//3 and 2L//3 (spec §1.1)."""
+    """Cells that halve the resolution: at depths L//3 and 2L//3 (docs/algorithms.md §Cell DAG)."""
     if layers < 3:
         return {layers // 2} if layers == 2 else set()
     return {layers // 3, 2 * layers // 3}
@@ -46,7 +48,8 @@ class DartsSupernet(Supernet):
         conv = ConvFactory(binarizer, binarize_inputs=opset.binarize_inputs)
         c_in = input_shape[0]
         c_curr = stem_multiplier * init_channels
-        # the stem stays real-valued (1-bit convention, spec §1.4)
+        # the stem stays real-valued (docs/algorithms.md §Network skeleton and the 1-bit
+        # convention)
         self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, stride=stem_stride, padding=1, bias=False),
                                   nn.BatchNorm2d(c_curr))
         c_pp, c_p, c = c_curr, c_curr, init_channels

@@ -5,13 +5,15 @@ test set; inside a search it trains on ``train`` and scores on ``val``. The netw
 the search space with the recipe's binarizer; auxiliary loss terms the binarizer declares
 (e.g. reconstruction, compactness) are added to the loss and logged.
 
-1-bit options (spec §2.5): ``two_step`` first trains with binary activations and real weights
-(``step1_epochs``), then binarizes the weights too and continues from those weights;
-``teacher = "real"`` first trains a real-valued copy of the same architecture and then distils
-it into the 1-bit network with the distribution loss −Σ softmax(teacher)·log_softmax(student)
-(ReActNet; the DCP-NAS retraining uses it without CE: ``distill_weight = 1``).
+1-bit options (docs/algorithms.md §Two-step training): ``two_step`` first trains with binary
+activations and real weights (``step1_epochs``), then binarizes the weights too and continues
+from those weights; ``teacher = "real"`` first trains a real-valued copy of the same
+architecture and then distils it into the 1-bit network with the distribution loss
+−Σ softmax(teacher)·log_softmax(student) (ReActNet; the DCP-NAS retraining uses it without CE:
+``distill_weight = 1``).
 
-Defaults follow DARTS' CIFAR-10 retraining (spec §3.1); CPU recipes shorten them.
+Defaults follow DARTS' CIFAR-10 retraining (docs/algorithms.md §Network skeleton and the 1-bit
+convention); CPU recipes shorten them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The ``bnas`` strategy: BNAS (AAAI'20) and BNAS2 (IJCV'21), method spec §3.3.
+"""The ``bnas`` strategy: BNAS (AAAI'20) and BNAS2 (IJCV'21).
+
+See docs/algorithms.md §BNAS and BNAS2.
 
 A partial-channel (PC-DARTS, ``partial_k`` = 4, no edge normalisation) supernet whose cell
 convolutions come from the recipe's binarizer (XNOR or PCNN-style ``recon``) is trained along

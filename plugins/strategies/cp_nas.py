@@ -1,4 +1,6 @@
-"""The ``cp_nas`` strategy: Child-Parent NAS (IJCAI'20; book §4.3, Alg. 9), method spec §3.4.
+"""The ``cp_nas`` strategy: Child-Parent NAS (IJCAI'20; book §4.3, Alg. 9).
+
+See docs/algorithms.md §CP-NAS.
 
 Two supernets over the same space and options (PC-DARTS partial channels, ``partial_k`` = 4):
 the **Parent** is real-valued (the ``none`` binarizer), the **Child** uses the recipe's 1-bit
@@ -45,7 +47,8 @@ def cp_indicator(a_parent: float, a_child: float, beta_p: float) -> float:
 
 @attrs.frozen(kw_only=True)
 class CpNasConfig(SampledPathConfig):
-    #: β_P, the weight of the Parent–Child accuracy gap in z (spec default 1; peak below 2)
+    #: β_P, the weight of the Parent–Child accuracy gap in z (default 1 [INFER]; the book's
+    #: accuracy peaks below 2)
     beta_p: float = attrs.field(default=1.0, validator=_ge0)
     #: weight decay of the real-valued Parent (the Child's latent weights use weight_decay)
     parent_weight_decay: float = attrs.field(default=3e-4, validator=_ge0)

@@ -1,4 +1,6 @@
-"""The ``darts`` strategy: differentiable architecture search, first or second order (spec §3.1).
+"""The ``darts`` strategy: differentiable architecture search, first or second order.
+
+See docs/algorithms.md §DARTS bilevel step.
 
 Each step alternates an α update on a validation batch (`BilevelOptimizer.arch_step`) and an
 SGD weight update on a training batch, over the whole epoch; the weight learning rate follows a

@@ -5,8 +5,8 @@
 strategies' ``Config`` classes, so every strategy spells, documents and validates these keys the
 same way. (One chain, not two mixins: frozen attrs classes have slots, which cannot be
 combined by multiple inheritance.)
-Defaults are DARTS' CIFAR-10 search settings (spec §3.1). Kept free of torch: ``automl-bin
-check`` validates recipes without importing it.
+Defaults are DARTS' CIFAR-10 search settings (docs/algorithms.md §DARTS bilevel step). Kept free
+of torch: ``automl-bin check`` validates recipes without importing it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``pc_darts`` strategy: PC-DARTS (Xu et al. ICLR 2020; spec §3.2).
+"""The ``pc_darts`` strategy: PC-DARTS (Xu et al. ICLR 2020; docs/algorithms.md §PC-DARTS).
 
 DARTS' first-order bilevel step on a supernet with partial channel connections (``partial_k``,
 channel shuffle) and edge normalisation (edge logits optimised with α; their softmax weights

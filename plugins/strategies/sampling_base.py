@@ -1,4 +1,6 @@
-"""The sampled-path loop shared by BNAS/BNAS2 (``bnas``) and CP-NAS (``cp_nas``), spec §3.3-4.
+"""The sampled-path loop shared by BNAS/BNAS2 (``bnas``) and CP-NAS (``cp_nas``).
+
+See docs/algorithms.md §BNAS and BNAS2 and §CP-NAS.
 
 After ``warmup_epochs`` epochs of uniform single-path training (a fresh path per batch, nothing
 credited: an untrained supernet's rewards are noise), one runner epoch = one sampled single-path
@@ -51,9 +53,9 @@ def _check_k0(_inst: Any, _attr: attrs.Attribute, value: int) -> None:
 @attrs.frozen(kw_only=True)
 class SampledPathConfig(WeightSgdKeys):
     #: candidate ops per edge at the start; 0 = every op of the space (less the excluded ones),
-    #: K < that keeps the first K in the space's op order (spec: K0 = 8)
+    #: K < that keeps the first K in the space's op order (paper scale: K0 = 8)
     K0: int = attrs.field(default=0, validator=_check_k0)
-    #: trials per reduction round: each op of each edge is sampled once per trial (T, spec: 3)
+    #: trials per reduction round: each op of each edge is sampled once per trial (T, [INFER] 3)
     trials: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     #: ops never considered (e.g. ["none"] so that no edge can end as a zero op)
     exclude_ops: list[str] = attrs.field(factory=list)
@@ -100,7 +102,8 @@ class PathTrainee:
 
 # -- helpers (also used by the random strategy) ------------------------------------------------
 def cell_edges(space: SearchSpace, supernet: Supernet) -> dict[str, list[tuple[int, int]]]:
-    """Per cell type, ``(source, target)`` of every supernet edge (DARTS cell DAG, spec §1.1)."""
+    """Per cell type, ``(source, target)`` of every supernet edge (docs/algorithms.md §Cell
+    DAG)."""
     from automl_bin_plugins.darts_space.derive import edge_index
 
     nodes = getattr(getattr(space, "config", None), "nodes", None)
