@@ -35,6 +35,7 @@ __all__ = [
     "RecipeRun",
     "RecordingReporter",
     "STRATEGY_SHRINK",
+    "SearchEnvFactory",
     "SPACE_SHRINK",
     "NETWORK_SHRINK",
     "RETRAIN_SHRINK",
@@ -360,10 +361,41 @@ def _component(registry: Registry, kind: str, value: Any) -> Any:
     return value
 
 
-def tiny_search_env(work_dir: str | Path | None = None, *, space: Any = None,
-                    binarizer: Any = "none", estimator: Any = None, seed: int = 0,
-                    data: DataSplits | None = None, device: str = "cpu",
-                    plugins: PluginSet | None = None) -> SearchEnv:
+class SearchEnvFactory:
+    """A function that builds a `SearchEnv` (``tiny_search_env`` and its fixture are these).
+
+    The factory is easily passed where its result belongs (``strategy.setup(tiny_search_env)``
+    inside a test taking the fixture), which would otherwise fail later with an unrelated
+    ``AttributeError: 'function' object has no attribute 'space'``. Reading any `SearchEnv`
+    field from the factory raises a TypeError that names the fix instead.
+    """
+
+    def __init__(self, make: Callable[..., SearchEnv], name: str = "tiny_search_env") -> None:
+        functools.update_wrapper(self, make)
+        self._make = make
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SearchEnv:
+        return self._make(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute in {field.name for field in attrs.fields(SearchEnv)}:
+            raise TypeError(
+                f"Got the {self._name} factory itself where a SearchEnv was expected (its "
+                f"'{attribute}' was read, e.g. by Strategy.setup). {self._name} is a function "
+                f"that builds the environment: call it and pass the result, e.g. "
+                f"`env = {self._name}()` (or `{self._name}(space=..., binarizer=\"xnor\")`), "
+                f"then `strategy.setup(env)`.")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
+
+    def __repr__(self) -> str:
+        return f"<SearchEnvFactory {self._name}: call it to get a SearchEnv>"
+
+
+def _tiny_search_env(work_dir: str | Path | None = None, *, space: Any = None,
+                     binarizer: Any = "none", estimator: Any = None, seed: int = 0,
+                     data: DataSplits | None = None, device: str = "cpu",
+                     plugins: PluginSet | None = None) -> SearchEnv:
     """A `SearchEnv` on the tiny data with a `RecordingReporter` (``env.reporter``).
 
     :param space: a search space instance, or a registered name (made tiny); default
@@ -390,6 +422,10 @@ def tiny_search_env(work_dir: str | Path | None = None, *, space: Any = None,
                      reporter=RecordingReporter(work_dir),
                      estimator=_component(registry, "estimator", estimator),
                      create=create, network=tiny_network(space))
+
+
+#: a factory, not an environment: ``env = tiny_search_env(...)``, then ``strategy.setup(env)``
+tiny_search_env = SearchEnvFactory(_tiny_search_env)
 
 
 def tiny_estimation_env(work_dir: str | Path | None = None, *, space: Any = None,

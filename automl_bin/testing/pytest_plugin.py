@@ -8,8 +8,9 @@ Fixtures (each returns a function, so a test can call it with the arguments it n
 
 - ``plugin_set(*plugins, installed=False)``: a fresh `PluginSet` with only the built-ins plus
   ``plugins`` (see `automl_bin.testing.make_plugins`).
-- ``tiny_search_env(**kwargs)``: a `SearchEnv` on the tiny synthetic data whose reporter
-  records into the test's ``tmp_path`` (see `automl_bin.testing.tiny_search_env`).
+- ``tiny_search_env(**kwargs)``: a factory; each call returns a `SearchEnv` on the tiny
+  synthetic data whose reporter records into the test's ``tmp_path`` (see
+  `automl_bin.testing.tiny_search_env`).
 - ``tiny_recipe_text(strategy="darts", **kwargs)``: the TOML of a seconds-long recipe.
 - ``run_recipe(toml_text, overrides=(), plugins=None)``: run it, tracked in the test's
   ``tmp_path``, and return a `automl_bin.testing.RecipeRun`.
@@ -32,14 +33,18 @@ def _plugin_set() -> Any:
 
 @pytest.fixture(name="tiny_search_env")
 def _tiny_search_env(tmp_path: Any) -> Any:
-    """``tiny_search_env(space=None, binarizer="none", estimator=None, seed=0, ...)``."""
-    from automl_bin.testing.fixtures import tiny_search_env
+    """``tiny_search_env(space=None, binarizer="none", estimator=None, seed=0, ...)``: a factory.
+
+    Call it for a `SearchEnv`; passing the factory itself to ``setup`` raises a TypeError
+    naming the fix (`automl_bin.testing.fixtures.SearchEnvFactory`).
+    """
+    from automl_bin.testing.fixtures import SearchEnvFactory, tiny_search_env
 
     def make(**kwargs: Any) -> Any:
         kwargs.setdefault("work_dir", tmp_path / "search")
         return tiny_search_env(**kwargs)
 
-    return make
+    return SearchEnvFactory(make)
 
 
 @pytest.fixture(name="tiny_recipe_text")
