@@ -1,6 +1,7 @@
 """The plugin interfaces of automl-bin (torch-free at import; `supernet` imports torch)."""
 
 from automl_bin.interfaces.binarizer import Binarizer, EmptyConfig
+from automl_bin.interfaces.cell_structure import CELLS, MIXING, CellStructure, CellType
 from automl_bin.interfaces.dataset import Dataset, DataSplits
 from automl_bin.interfaces.estimator import Estimate, EstimationEnv, Estimator
 from automl_bin.interfaces.genotype import Cell, Edge, Genotype
@@ -11,7 +12,10 @@ from automl_bin.interfaces.strategy import SearchEnv, Strategy
 __all__ = [
     "BatchSource",
     "Binarizer",
+    "CELLS",
     "Cell",
+    "CellStructure",
+    "CellType",
     "DataSplits",
     "Dataset",
     "Edge",
@@ -20,6 +24,7 @@ __all__ = [
     "EstimationEnv",
     "Estimator",
     "Genotype",
+    "MIXING",
     "Reporter",
     "SearchEnv",
     "SearchSpace",

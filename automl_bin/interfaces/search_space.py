@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from automl_bin.interfaces.binarizer import Binarizer, EmptyConfig
+from automl_bin.interfaces.cell_structure import CELLS, CellStructure
 from automl_bin.interfaces.genotype import Genotype
 
 if TYPE_CHECKING:
@@ -39,6 +40,11 @@ class SearchSpace(ABC):
     #: dominated by them is the collapse of DARTS-family searches, which the runner reports per
     #: epoch as ``arch.<cell>.param_free`` (see `automl_bin.diagnostics`)
     parameter_free_ops: ClassVar[tuple[str, ...]] = ()
+    #: what the space and its supernets implement beyond the abstract methods, as strings of
+    #: `automl_bin.interfaces.cell_structure`: ``"cells"`` (`cell_structure` and the supernet's
+    #: cell calls), ``"mixing"`` (``with supernet.mixing(weights):``). Strategies test these in
+    #: ``check_compatible`` instead of matching a space by name
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -73,6 +79,14 @@ class SearchSpace(ABC):
         network: Mapping[str, Any] | None = None,
     ) -> nn.Module:
         """Build the discrete network of ``genotype``; ``network`` holds `NetworkConfig` keys."""
+
+    def cell_structure(self) -> CellStructure:
+        """The cell types, the ``(source, target)`` of each α row and the op names of the
+        columns, the same as every supernet of this space reports (capability ``"cells"``)."""
+        raise NotImplementedError(
+            f"the search space {type(self).__name__} does not expose a cell structure (its "
+            f"capabilities {sorted(self.capabilities)} lack {CELLS!r}); use a cell-based space "
+            "such as 'darts', or implement cell_structure() and declare the capability")
 
     @abstractmethod
     def sample_genotype(self, rng: random.Random) -> Genotype:

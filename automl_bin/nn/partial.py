@@ -8,6 +8,8 @@ makes every later layer see a different subset. The sampled slice is fixed, not 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -33,11 +35,18 @@ class PartialChannelOp(nn.Module):
         self.k = k
         self.bypass = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    @property
+    def ops(self) -> nn.ModuleList:
+        """The candidate ops of the edge (built for ``C/k`` channels), in column order."""
+        return self.mixed.ops
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor,
+                run: Sequence[bool] | None = None) -> torch.Tensor:
+        # run: which ops run (see MixedOp.forward)
         if self.k == 1:
-            return self.mixed(x, weights)
+            return self.mixed(x, weights, run)
         part = x.shape[1] // self.k
-        y = self.mixed(x[:, :part], weights)
+        y = self.mixed(x[:, :part], weights, run)
         rest = self.bypass(x[:, part:])
         if rest.shape[-2:] != y.shape[-2:]:  # odd sizes: pooling floors, strided convs ceil
             rest = nn.functional.pad(rest, (0, y.shape[-1] - rest.shape[-1],

@@ -20,8 +20,9 @@ are large. Per α tensor (normal and reduction α, and PC-DARTS edge logits when
 ``ψ̃`` has the shape of its α tensor and starts at 0, where the method is plain DARTS. The
 functions below work on tensors (tests drive them directly); `DecoupledState` holds ``ψ̃`` and the
 pending ``(α^t, mask, η)`` of the last backtrack, and `update_psi` / `backtrack_` apply steps 3
-and 2 to a list of α parameters. No plugin imports: supernets expose DARTS cells as
-``supernet.cells[i]`` with ``.reduction`` and ``.edges[e]`` (one module per edge).
+and 2 to a list of α parameters. No plugin imports: the edges and their modules come from the
+supernet's documented cell calls (`Supernet.cell_structure`, `Supernet.candidate_ops`,
+`Supernet.cell_arch_parameters`; capability ``"cells"``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from typing import Any
 import attrs
 import torch
 from torch import nn
+
+from automl_bin.interfaces.cell_structure import CellStructure
+from automl_bin.interfaces.supernet import Supernet
 
 __all__ = ["DecoupledState", "EdgeWeightNorms", "backtrack_mask", "backtrack", "psi_gradient",
            "psi_step", "update_psi", "backtrack_", "arch_parameter_kinds"]
@@ -161,27 +165,25 @@ class EdgeWeightNorms:
     """``R(w_e)`` per cell type: mean squared latent conv weights of edge ``e``, pooled over all
     cells of that type (sum of squares / element count).
 
-    Reads ``supernet.cells[i].edges[e]`` (``cells[i].reduction`` → ``"reduce"``, else
-    ``"normal"``). The latent weights are the ``weight`` of every convolution inside the edge
-    module (for a 1-bit supernet the real ŵ, not its sign); an edge without convolutions uses all
-    of its parameters. The parameter lists are collected once; call the object for the values.
+    Reads `Supernet.candidate_ops` for every edge of `Supernet.cell_structure`; cell types
+    without a built cell are left out. The latent weights are the ``weight`` of every
+    convolution inside the edge's ops (for a 1-bit supernet the real ŵ, not its sign); an edge
+    without convolutions uses all of its parameters. The parameter lists are collected once;
+    call the object for the values.
     """
 
-    def __init__(self, supernet: nn.Module) -> None:
-        cells = getattr(supernet, "cells", None)
-        if cells is None or not all(hasattr(c, "edges") for c in cells):
-            raise ValueError("decoupled optimization needs a DARTS-style supernet exposing "
-                             "cells[i].edges[e]; this supernet has no such cells")
+    def __init__(self, supernet: Supernet) -> None:
+        structure = _cell_structure(supernet)
         per_kind: dict[str, list[list[torch.Tensor]]] = {}
-        for cell in cells:
-            kind = "reduce" if getattr(cell, "reduction", False) else "normal"
-            edges = per_kind.setdefault(kind, [[] for _ in range(len(cell.edges))])
-            if len(edges) != len(cell.edges):
-                raise ValueError(f"{kind} cells disagree on their number of edges")
-            for e, edge in enumerate(cell.edges):
-                convs = [m.weight for m in edge.modules()
-                         if isinstance(m, nn.modules.conv._ConvNd)]
-                edges[e].extend(convs or list(edge.parameters()))
+        for cell_type in structure:
+            edges = [[] for _ in range(cell_type.num_edges)]
+            for e in range(cell_type.num_edges):
+                for ops in supernet.candidate_ops(cell_type.name, e):  # one per cell, in depth order
+                    convs = [m.weight for op in ops for m in op.modules()
+                             if isinstance(m, nn.modules.conv._ConvNd)]
+                    edges[e].extend(convs or [p for op in ops for p in op.parameters()])
+            if any(supernet.candidate_ops(cell_type.name, 0)):
+                per_kind[cell_type.name] = edges
         self._tensors: dict[str, list[torch.Tensor]] = {}
         self._index: dict[str, torch.Tensor] = {}
         self._counts: dict[str, torch.Tensor] = {}
@@ -214,12 +216,17 @@ class EdgeWeightNorms:
         return out
 
 
-def arch_parameter_kinds(supernet: nn.Module, params: Sequence[nn.Parameter]) -> list[str | None]:
-    """The cell type each architecture parameter belongs to, by its name: ``"reduce"`` when the
-    name contains "reduce", ``"normal"`` when it contains "normal", else None (not decoupled)."""
-    names = {id(p): n for n, p in supernet.named_parameters()}
-    kinds: list[str | None] = []
-    for p in params:
-        name = names.get(id(p), "")
-        kinds.append("reduce" if "reduce" in name else "normal" if "normal" in name else None)
-    return kinds
+def arch_parameter_kinds(supernet: Supernet, params: Sequence[nn.Parameter]) -> list[str | None]:
+    """The cell type each architecture parameter has one row per edge of (from
+    `Supernet.cell_arch_parameters`), or None for a parameter that is not decoupled."""
+    _cell_structure(supernet)
+    kind_of = {id(p): kind for kind, ps in supernet.cell_arch_parameters().items() for p in ps}
+    return [kind_of.get(id(p)) for p in params]
+
+
+def _cell_structure(supernet: Supernet) -> CellStructure:
+    try:
+        return supernet.cell_structure()
+    except NotImplementedError as exc:
+        raise ValueError(f"decoupled optimization ranks the edges of a cell-based supernet: "
+                         f"{exc}") from exc

@@ -56,16 +56,18 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 active: list[bool] | None = None,
-                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+                edge_weights: torch.Tensor | None = None,
+                runs: list[list[bool]] | None = None) -> torch.Tensor:
         # weights: (edges, ops); active[e] False skips edge e entirely (single-path mode);
-        # edge_weights: (edges,) PC-DARTS edge normalisation, None = every edge weighs 1
+        # edge_weights: (edges,) PC-DARTS edge normalisation, None = every edge weighs 1;
+        # runs[e][m] False skips op m of edge e (its weight is 0), None = skip the zero weights
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         e = 0
         for j in range(self.nodes):
             total: torch.Tensor | None = None
             for h in states:
                 if active is None or active[e]:
-                    y = self.edges[e](h, weights[e])
+                    y = self.edges[e](h, weights[e], None if runs is None else runs[e])
                     if edge_weights is not None:
                         y = edge_weights[e] * y
                     total = y if total is None else total + y

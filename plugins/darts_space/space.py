@@ -10,6 +10,8 @@ import attrs
 
 from automl_bin.config import structure
 from automl_bin.interfaces import Binarizer, Cell, Edge, Genotype, SearchSpace
+from automl_bin.interfaces.cell_structure import CELLS, MIXING, CellStructure, CellType
+from automl_bin_plugins.darts_space.derive import edge_index
 
 if TYPE_CHECKING:
     from torch import nn
@@ -99,6 +101,12 @@ class DartsSpace(SearchSpace):
     #: DARTS search drifts to, so they count; ``none`` never survives the genotype rule but is
     #: counted should a strategy keep it
     parameter_free_ops = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
+    capabilities = frozenset({CELLS, MIXING})
+
+    def cell_structure(self) -> CellStructure:
+        return CellStructure(cell_types=[CellType(k, edge_index(self.config.nodes))
+                                         for k in ("normal", "reduce")],
+                             op_names=self.op_names)
 
     @property
     def op_names(self) -> tuple[str, ...]:

@@ -5,15 +5,21 @@ See docs/algorithms.md §DARTS cell search space.
 Architecture parameters ``alphas_normal`` and ``alphas_reduce`` (edges × ops, initialised
 1e-3·N(0,1)) are registered parameters kept apart from the weights by `arch_parameters`. The
 stem and classifier stay real-valued; cell convolutions come from the injected binarizer.
+It implements the ``"cells"`` and ``"mixing"`` calls of `Supernet`: row ``r`` of α is edge
+``edge_index(nodes)[r]``, and ``with mixing(weights):`` replaces softmax(α) per cell type.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from automl_bin.interfaces import Binarizer, Genotype
+from automl_bin.interfaces.cell_structure import CellStructure, CellType
 from automl_bin.interfaces.supernet import Supernet
 from automl_bin.nn.qconv import ConvFactory
 from automl_bin_plugins.darts_space.cells import SearchCell
@@ -78,6 +84,8 @@ class DartsSupernet(Supernet):
         self.betas_reduce = nn.Parameter(1e-3 * torch.randn(e)) if edge_norm else None
         self._fixed: dict[str, torch.Tensor] | None = None
         self._active: dict[str, list[bool]] | None = None
+        #: the weights of the enclosing ``mixing()`` blocks, by cell type
+        self._mixing: dict[str, torch.Tensor] = {}
 
     # -- architecture -------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -88,6 +96,38 @@ class DartsSupernet(Supernet):
 
     def alphas(self) -> dict[str, nn.Parameter]:
         return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def cell_structure(self) -> CellStructure:
+        return CellStructure(cell_types=[CellType(k, edge_index(self.nodes)) for k in CELL_TYPES],
+                             op_names=self.op_names)
+
+    def cell_arch_parameters(self) -> dict[str, list[nn.Parameter]]:
+        out: dict[str, list[nn.Parameter]] = {k: [a] for k, a in self.alphas().items()}
+        if self.edge_norm:
+            out["normal"].append(self.betas_normal)
+            out["reduce"].append(self.betas_reduce)
+        return out
+
+    def candidate_ops(self, cell_type: str, edge: int) -> list[tuple[nn.Module, ...]]:
+        if cell_type not in CELL_TYPES:
+            raise ValueError(f"no cell type {cell_type!r}; the cell types are {list(CELL_TYPES)}")
+        if not 0 <= edge < num_edges(self.nodes):
+            raise ValueError(f"edge {edge} is out of range: {cell_type} cells have "
+                             f"{num_edges(self.nodes)} edges")
+        return [tuple(cell.edges[edge].ops) for cell in self.cells
+                if cell.reduction == (cell_type == "reduce")]
+
+    @contextmanager
+    def mixing(self, weights: Mapping[str, torch.Tensor]) -> Iterator[None]:
+        if self._fixed is not None:
+            raise RuntimeError("mixing() replaces softmax(α), but a fixed architecture is set; "
+                               "call set_fixed_architecture(None) first")
+        previous = self._mixing
+        self._mixing = {**previous, **self.checked_mixing_weights(weights)}
+        try:
+            yield
+        finally:
+            self._mixing = previous
 
     def edge_weights(self) -> dict[str, torch.Tensor] | None:
         """Per cell type, softmax of the edge logits over each node's incoming edges."""
@@ -121,6 +161,9 @@ class DartsSupernet(Supernet):
         if genotype is None:
             self._fixed, self._active = None, None
             return
+        if self._mixing:
+            raise RuntimeError("set_fixed_architecture() inside a mixing() block: leave the "
+                               "block first")
         index = {edge: r for r, edge in enumerate(edge_index(self.nodes))}
         fixed, active = {}, {}
         for kind in CELL_TYPES:
@@ -140,14 +183,29 @@ class DartsSupernet(Supernet):
         """The layer whose output is the penultimate (pooled) features, for feature losses."""
         return self.global_pooling
 
+    def _weights_and_runs(self) -> tuple[dict[str, torch.Tensor], dict[str, list[list[bool]]]]:
+        """Per cell type, the mixing weights and which ops run (those whose weight is not 0)."""
+        if self._fixed is not None:
+            weights = self._fixed
+        else:
+            weights = {**self.mixing_weights(), **self._mixing}
+        runs = {}
+        for kind, w in weights.items():
+            if self._fixed is None and kind not in self._mixing:
+                # softmax(α) is never exactly 0: every op runs, the weights stay on the device
+                runs[kind] = [[True] * w.shape[1] for _ in range(w.shape[0])]
+            else:  # one device sync per cell type
+                runs[kind] = (w != 0).tolist()
+        return weights, runs
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self._fixed if self._fixed is not None else self.mixing_weights()
+        weights, runs = self._weights_and_runs()
         edges = self.edge_weights() if self._fixed is None else None
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             active = self._active[kind] if self._active is not None else None
             s0, s1 = s1, cell(s0, s1, weights[kind], active,
-                              None if edges is None else edges[kind])
+                              None if edges is None else edges[kind], runs[kind])
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from automl_bin.interfaces import Binarizer, Estimator, Genotype, SearchEnv, SearchSpace, Strategy
+from automl_bin.interfaces.cell_structure import CELLS
 from automl_bin.search.pruning import Architecture, OperationPruner, total_trials
 from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
 
@@ -104,18 +105,17 @@ class PathTrainee:
 def cell_edges(space: SearchSpace, supernet: Supernet) -> dict[str, list[tuple[int, int]]]:
     """Per cell type, ``(source, target)`` of every supernet edge (docs/algorithms.md §Cell
     DAG)."""
-    from automl_bin_plugins.darts_space.derive import edge_index
-
-    nodes = getattr(getattr(space, "config", None), "nodes", None)
-    if not isinstance(nodes, int):
-        raise ValueError("the search space is not a DARTS cell DAG: it has no 'nodes' setting")
-    return {kind: edge_index(nodes) for kind in supernet.op_weights()}
+    problem = dag_problem(space)
+    if problem:
+        raise ValueError(problem)
+    return supernet.cell_structure().edges()
 
 
 def dag_problem(space: SearchSpace) -> str | None:
     """Why ``space`` cannot be sampled edge by edge, or None."""
-    if not isinstance(getattr(getattr(space, "config", None), "nodes", None), int):
-        return "the search space has no 'nodes' setting (it is not a DARTS cell DAG)"
+    if CELLS not in space.capabilities:
+        return (f"the search space does not declare the {CELLS!r} capability (it exposes no "
+                "cell structure)")
     return None
 
 
