@@ -1,4 +1,4 @@
-"""The comparison table of search strategies (the book's Table 4.3) and its plots.
+"""The comparison table of search strategies (the book's Table 4.3).
 
 Input is one `RunRecord` per tracked run (from MLflow for ``automl-bin compare``, or straight
 from a suite that just ran); runs of the same row (label, binarizer, ablation switches and
@@ -9,7 +9,8 @@ search cost as the mean seconds with the device, ``model_bits`` and ``speedup_es
 Runs tagged ``reference = random_genotypes`` (a suite's ``[reference]``: random genotypes of the
 same space, retrained the same way) form one reference row, and every other row gets its
 seed-paired difference to them (`paired_delta`, with a 95 % bootstrap interval) and its
-percentile among them (`percentile_among`). Nothing here imports torch or MLflow.
+percentile among them (`percentile_among`). Its plots are in `automl_bin.plots.compare`.
+Nothing here imports torch or MLflow.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["RunRecord", "Row", "PairedDelta", "build_rows", "format_table",
-           "plot_accuracy_vs_cost", "plot_sweep", "genotype_id", "paired_delta",
-           "percentile_among", "FORMATS", "REFERENCE_ROW"]
+__all__ = ["RunRecord", "Row", "PairedDelta", "build_rows", "format_table", "genotype_id",
+           "paired_delta", "percentile_among", "safe_filename", "FORMATS", "REFERENCE_ROW"]
 
 FORMATS = ("markdown", "csv", "json")
 #: the metric a row is ranked and plotted by
@@ -369,86 +368,6 @@ def format_table(rows: Sequence[Row], fmt: str = "markdown") -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cells(r, keys, with_reference)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# plots
-# --------------------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finish(plt: Any, fig: Any, ax: Any, title: str, path: str | Path) -> Path:
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_accuracy_vs_cost(rows: Sequence[Row], path: str | Path) -> Path | None:
-    """Test accuracy (mean ± std) against search seconds, one marker per row; None if no row
-    has both."""
-    points = [r for r in rows if r.acc_mean is not None and r.search_seconds is not None]
-    if not points:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = "osD^vP*Xh<>"
-    for i, r in enumerate(points):
-        name = r.label + "".join(f" {k}={v}" for k, v in r.sweep)
-        ax.errorbar(r.search_seconds, 100 * r.acc_mean, yerr=100 * (r.acc_std or 0.0),
-                    fmt=markers[i % len(markers)], capsize=3, label=f"{name} (N={r.runs})")
-    ax.set_xlabel(f"search cost (seconds, {', '.join(sorted({r.device for r in points}))})")
-    return _finish(plt, fig, ax, "accuracy vs search cost", path)
-
-
-def _as_number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def plot_sweep(rows: Sequence[Row], key: str, path: str | Path) -> Path | None:
-    """Test accuracy against the swept ``key``: one line per label (the other swept keys
-    averaged away by grouping on them too); None when no row swept ``key``."""
-    series: dict[str, list[tuple[str, float, float]]] = {}
-    for r in rows:
-        swept = dict(r.sweep)
-        if key not in swept or r.acc_mean is None:
-            continue
-        others = " ".join(f"{k}={v}" for k, v in r.sweep if k != key)
-        name = f"{r.label} {others}".strip()
-        series.setdefault(name, []).append((swept[key], 100 * r.acc_mean, 100 * (r.acc_std or 0)))
-    if not series:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    categories = sorted({x for pts in series.values() for x, _, _ in pts},
-                        key=lambda x: (_as_number(x) is None, _as_number(x) or 0.0, x))
-    numeric = all(_as_number(x) is not None for x in categories)
-    for name, pts in series.items():
-        pts.sort(key=lambda p: categories.index(p[0]))
-        xs = [_as_number(x) if numeric else categories.index(x) for x, _, _ in pts]
-        ax.errorbar(xs, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
-                    label=name)
-    if not numeric:
-        ax.set_xticks(range(len(categories)), categories)
-    ax.set_xlabel(key)
-    return _finish(plt, fig, ax, f"test accuracy vs {key}", path)
 
 
 def safe_filename(text: str) -> str:

@@ -36,14 +36,14 @@ from automl_bin.checkpoint import save_atomic, write_text_atomic
 from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, StopRun, UsageError
 from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
+from automl_bin.plots.run import (OpWeightSnapshot, snapshot_op_weights, write_curves,
+                                  write_search_plots)
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
 from automl_bin.resume import (CHECKPOINT, CHECKPOINT_FORMAT, ResumePoint, capture_rng,
                                load_state, restore_rng)
 from automl_bin.run_info import RunInfo, SuiteInfo
-from automl_bin.run_plots import (OpWeightSnapshot, snapshot_op_weights, write_curves,
-                                  write_search_plots)
 
 __all__ = ["RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
 

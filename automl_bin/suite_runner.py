@@ -24,16 +24,9 @@ import attrs
 
 from automl_bin import hookimpl
 from automl_bin.checkpoint import write_text_atomic
-from automl_bin.compare import (
-    WEIGHT_IMAGES,
-    RunRecord,
-    build_rows,
-    format_table,
-    plot_accuracy_vs_cost,
-    plot_sweep,
-    safe_filename,
-)
+from automl_bin.compare import WEIGHT_IMAGES, RunRecord, build_rows, format_table, safe_filename
 from automl_bin.errors import AutomlBinError, UsageError
+from automl_bin.plots.compare import plot_accuracy_vs_cost, plot_sweep
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, resolve

@@ -6,10 +6,10 @@ import pytest
 
 from automl_bin.diagnostics import genotype_diagnostics, metric_name_part, search_diagnostics
 from automl_bin.interfaces import Cell, Genotype
-from automl_bin.plots import pick_rows, plot_op_weights, plot_op_weights_epochs
-from automl_bin.plots_cells import cell_layout, plot_cell
-from automl_bin.plots_curves import curve_panels, plot_curves
-from automl_bin.run_plots import snapshot_op_weights, write_curves, write_search_plots
+from automl_bin.plots.cells import cell_layout, plot_cell
+from automl_bin.plots.curves import curve_panels, plot_curves
+from automl_bin.plots.run import snapshot_op_weights, write_curves, write_search_plots
+from automl_bin.plots.weights import pick_rows, plot_op_weights, plot_op_weights_epochs
 from automl_bin.testing import RecordingReporter, run_recipe, tiny_recipe_text
 from automl_bin_plugins.darts_space.space import OP_SETS, DartsSpace
 

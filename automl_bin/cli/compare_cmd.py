@@ -14,11 +14,10 @@ from automl_bin.compare import (
     RunRecord,
     build_rows,
     format_table,
-    plot_accuracy_vs_cost,
-    plot_sweep,
     safe_filename,
 )
 from automl_bin.errors import UsageError
+from automl_bin.plots.compare import plot_accuracy_vs_cost, plot_sweep
 
 __all__ = ["compare_command", "records_from_mlflow"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 
 from automl_bin.interfaces.genotype import Cell
-from automl_bin.plots import new_figure, save_figure
+from automl_bin.plots.figure import new_figure, save_figure
 
 __all__ = ["CellLayout", "cell_layout", "plot_cell"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from automl_bin.plots import new_figure, save_figure
+from automl_bin.plots.figure import new_figure, save_figure
 
 __all__ = ["CurvePanel", "curve_panels", "plot_curves"]
 

@@ -73,9 +73,9 @@ def write_search_plots(reporter: Reporter, *, genotype: Genotype | None,
     ``history`` holds the epochs' `OpWeightSnapshot` (the last one is the final weights),
     ``epochs`` the per-epoch search metrics.
     """
-    from automl_bin.plots import plot_op_weights, plot_op_weights_epochs
-    from automl_bin.plots_cells import plot_cell
-    from automl_bin.plots_curves import plot_curves
+    from automl_bin.plots.cells import plot_cell
+    from automl_bin.plots.curves import plot_curves
+    from automl_bin.plots.weights import plot_op_weights, plot_op_weights_epochs
 
     written = []
     if history:
@@ -95,6 +95,6 @@ def write_search_plots(reporter: Reporter, *, genotype: Genotype | None,
 def write_curves(reporter: Reporter, name: str, epochs: EpochMetrics,
                  title: str = "") -> Path | None:
     """Write and log the training curves of ``epochs`` as ``name``; None when none."""
-    from automl_bin.plots_curves import plot_curves
+    from automl_bin.plots.curves import plot_curves
 
     return _draw(reporter, name, lambda p: plot_curves(epochs, p, title=title or name))

@@ -1,10 +1,4 @@
-"""Operation-weight heat maps logged as run artifacts, and the figure helpers of every plot.
-
-Figures are drawn on matplotlib's Agg canvas without pyplot: pyplot keeps a global registry of
-open figures and may pick a GUI backend, neither of which a run (or a notebook calling
-`automl_bin.runner.run`) should be exposed to. matplotlib is imported only when a plot is drawn.
-Every plot function returns None and writes nothing when it has nothing to draw.
-"""
+"""Operation-weight heat maps logged as run artifacts: the final weights, and their epochs."""
 
 from __future__ import annotations
 
@@ -12,28 +6,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from automl_bin.plots.figure import new_figure, save_figure
+
 if TYPE_CHECKING:
     import numpy as np
-    from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "pick_rows", "plot_op_weights", "plot_op_weights_epochs", "save_figure"]
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width × height`` inches on its own Agg canvas (no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` (creating its folder); returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+__all__ = ["pick_rows", "plot_op_weights", "plot_op_weights_epochs"]
 
 
 def pick_rows(n: int, limit: int) -> list[int]:

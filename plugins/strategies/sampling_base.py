@@ -31,6 +31,7 @@ import attrs
 
 from automl_bin.interfaces import Binarizer, Estimator, Genotype, SearchEnv, SearchSpace, Strategy
 from automl_bin.interfaces.cell_structure import CELLS
+from automl_bin.plots.sampling import plot_remaining_ops
 from automl_bin.search.pruning import Architecture, OperationPruner, total_trials
 from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from automl_bin.interfaces.supernet import Supernet
 
 __all__ = ["SampledPathConfig", "SampledPathStrategy", "PathTrainee", "train_path", "train_paths",
-           "score_path", "make_supernet_estimator", "cell_edges", "plot_remaining_ops"]
+           "score_path", "make_supernet_estimator", "cell_edges"]
 
 _ge0 = attrs.validators.ge(0)
 _gt0 = attrs.validators.gt(0)
@@ -205,57 +206,6 @@ def train_paths(env: SearchEnv, trainees: Sequence[PathTrainee], path: Callable[
         metrics["train_images"] = float(images)
         out[t.name] = metrics
     return out
-
-
-def plot_remaining_ops(pruner: OperationPruner, path: Path,
-                       title: str = "operation-space reduction") -> Path:
-    """Two panels over the rounds: mean remaining ops per edge (per cell type), and for each op
-    the number of edges (all cell types) still holding it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k0 = pruner.initial_k
-    rounds = list(range(pruner.round + 1))
-    starts = {kind: [k0] * len(cands) for kind, cands in pruner.candidates.items()}
-    start_ops = {name: 0 for name in pruner.op_names}
-    # the ops every edge started with: the survivors plus everything removed from it
-    for kind, cands in pruner.candidates.items():
-        for edge, ops in enumerate(cands):
-            names = [pruner.op_names[m] for m in ops]
-            names += [h["removed"][kind][edge] for h in pruner.history]
-            for name in names:
-                start_ops[name] += 1
-    holding = {name: [count] for name, count in start_ops.items()}
-    per_kind = {kind: [sum(c) / len(c)] for kind, c in starts.items()}
-    for h in pruner.history:
-        for name in holding:
-            holding[name].append(holding[name][-1])
-        for kind, removed in h["removed"].items():
-            for name in removed:
-                holding[name][-1] -= 1
-            per_kind[kind].append(per_kind[kind][-1] - 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind, values in per_kind.items():
-        left.plot(rounds, values, marker="o", label=kind)
-    left.set_xlabel("reduction round")
-    left.set_ylabel("remaining ops per edge")
-    left.set_xticks(rounds)
-    left.legend()
-    for name, values in holding.items():
-        if values[0]:
-            right.plot(rounds, values, marker=".", label=name)
-    right.set_xlabel("reduction round")
-    right.set_ylabel("edges still holding the op")
-    right.set_xticks(rounds)
-    right.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # -- the base strategy --------------------------------------------------------------------------
