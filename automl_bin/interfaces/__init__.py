@@ -3,6 +3,7 @@
 from automl_bin.interfaces.binarizer import Binarizer, EmptyConfig
 from automl_bin.interfaces.cell_structure import CELLS, MIXING, CellStructure, CellType
 from automl_bin.interfaces.dataset import Dataset, DataSplits
+from automl_bin.interfaces.dist_context import DistContext
 from automl_bin.interfaces.estimator import Estimate, EstimationEnv, Estimator
 from automl_bin.interfaces.genotype import Cell, Edge, Genotype
 from automl_bin.interfaces.reporter import BatchSource, Reporter
@@ -18,6 +19,7 @@ __all__ = [
     "CellType",
     "DataSplits",
     "Dataset",
+    "DistContext",
     "Edge",
     "EmptyConfig",
     "Estimate",

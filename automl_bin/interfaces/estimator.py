@@ -22,7 +22,7 @@ from automl_bin.interfaces.search_space import SearchSpace
 if TYPE_CHECKING:
     import torch
 
-    from automl_bin.distributed import DistContext
+    from automl_bin.interfaces.dist_context import DistContext
     from automl_bin.interfaces.supernet import Supernet
 
 __all__ = ["Estimator", "Estimate", "EstimationEnv"]

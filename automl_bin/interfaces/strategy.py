@@ -33,7 +33,7 @@ from automl_bin.interfaces.search_space import SearchSpace
 if TYPE_CHECKING:
     import torch
 
-    from automl_bin.distributed import DistContext
+    from automl_bin.interfaces.dist_context import DistContext
 
 __all__ = ["Strategy", "SearchEnv"]
 

@@ -13,7 +13,7 @@ modify the result, and pass it to `apply_arch_gradients`.
 
 Data parallel (``dist`` given): every gradient above (∇_w, ∇_α, the virtual step's direction,
 both finite-difference gradients) is averaged over ranks before it is used, so each rank takes
-the step the single process takes on the whole batch; see `automl_bin.distributed`.
+the step the single process takes on the whole batch; see `automl_bin.search.data_parallel`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import attrs
 import torch
 
-from automl_bin import distributed
-from automl_bin.distributed import DistContext
+from automl_bin.interfaces.dist_context import DistContext
 from automl_bin.interfaces.supernet import Supernet
+from automl_bin.search import data_parallel
 from automl_bin.search.hvp import finite_diff_hvp
 from automl_bin.training import LossFn, clip_and_step, cross_entropy_loss
 
@@ -59,7 +59,7 @@ class BilevelOptimizer:
         self.train_loss = train_loss
         self.val_loss = val_loss
         self.dist = dist
-        distributed.broadcast_module(supernet, dist)
+        data_parallel.broadcast_module(supernet, dist)
         self.alphas = list(supernet.arch_parameters())
         self.weights = list(supernet.weight_parameters())
         self.a_opt = torch.optim.Adam(self.alphas, lr=arch.lr, betas=(arch.beta1, arch.beta2),
@@ -73,9 +73,9 @@ class BilevelOptimizer:
         loss.backward()
         for a in self.alphas:  # the weight step must not move α
             a.grad = None
-        distributed.all_reduce_grads(self.weights, self.dist, len(x))
+        data_parallel.all_reduce_grads(self.weights, self.dist, len(x))
         clip_and_step(self.weights, self.w_opt, self.grad_clip)
-        distributed.sync_buffers(self.net, self.dist)
+        data_parallel.sync_buffers(self.net, self.dist)
         return loss.detach(), logits.detach()
 
     # -- architecture half -----------------------------------------------------------------
@@ -92,7 +92,7 @@ class BilevelOptimizer:
         """``tensors`` averaged over ranks (unchanged in a single process)."""
         if self.dist is None:
             return tensors
-        return distributed.reduce_mean(tensors, count, self.dist)
+        return data_parallel.reduce_mean(tensors, count, self.dist)
 
     def apply_arch_gradients(self, grads: Sequence[torch.Tensor]) -> None:
         self.a_opt.zero_grad(set_to_none=True)
