@@ -84,8 +84,8 @@ class DartsSupernet(Supernet):
         self.betas_reduce = nn.Parameter(1e-3 * torch.randn(e)) if edge_norm else None
         self._fixed: dict[str, torch.Tensor] | None = None
         self._active: dict[str, list[bool]] | None = None
-        #: the weights of the enclosing ``mixing()`` blocks, by cell type
-        self._mixing: dict[str, torch.Tensor] = {}
+        #: the weights of the enclosing ``mixing()`` blocks by cell type; None outside them
+        self._mixing: dict[str, torch.Tensor] | None = None
 
     # -- architecture -------------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -123,7 +123,7 @@ class DartsSupernet(Supernet):
             raise RuntimeError("mixing() replaces softmax(α), but a fixed architecture is set; "
                                "call set_fixed_architecture(None) first")
         previous = self._mixing
-        self._mixing = {**previous, **self.checked_mixing_weights(weights)}
+        self._mixing = {**(previous or {}), **self.checked_mixing_weights(weights)}
         try:
             yield
         finally:
@@ -161,7 +161,7 @@ class DartsSupernet(Supernet):
         if genotype is None:
             self._fixed, self._active = None, None
             return
-        if self._mixing:
+        if self._mixing is not None:
             raise RuntimeError("set_fixed_architecture() inside a mixing() block: leave the "
                                "block first")
         index = {edge: r for r, edge in enumerate(edge_index(self.nodes))}
@@ -185,13 +185,14 @@ class DartsSupernet(Supernet):
 
     def _weights_and_runs(self) -> tuple[dict[str, torch.Tensor], dict[str, list[list[bool]]]]:
         """Per cell type, the mixing weights and which ops run (those whose weight is not 0)."""
+        mixing = self._mixing or {}
         if self._fixed is not None:
             weights = self._fixed
         else:
-            weights = {**self.mixing_weights(), **self._mixing}
+            weights = {**self.mixing_weights(), **mixing}
         runs = {}
         for kind, w in weights.items():
-            if self._fixed is None and kind not in self._mixing:
+            if self._fixed is None and kind not in mixing:
                 # softmax(α) is never exactly 0: every op runs, the weights stay on the device
                 runs[kind] = [[True] * w.shape[1] for _ in range(w.shape[0])]
             else:  # one device sync per cell type

@@ -78,7 +78,7 @@ class DartsStrategy(Strategy):
         return self.config.epochs
 
     def run_epoch(self, epoch: int) -> Mapping[str, float]:
-        from automl_bin.training import RunningMeter, cosine_lr, evaluate, set_lr
+        from automl_bin.training import RunningMeter, cosine_lr, set_lr
 
         env = self.env
         assert env is not None, "setup() must run first"
@@ -101,12 +101,18 @@ class DartsStrategy(Strategy):
             self.weight_images += len(xt) * (1 if env.dist is None else env.dist.world_size)
         metrics = dict(meter.result("train"))
         metrics["weight_images"] = float(self.weight_images)
-        metrics.update(evaluate(self.supernet, val.batches(epoch, shuffle=False), "val"))
+        metrics.update(self.evaluate_supernet(val.batches(epoch, shuffle=False)))
         metrics["alpha_entropy"] = self.supernet.arch_entropy()
         metrics["lr"] = lr
         if arch_steps:
             metrics["arch_loss"] = arch_loss / arch_steps
         return metrics
+
+    def evaluate_supernet(self, batches: Any) -> dict[str, float]:
+        """``val_loss``/``val_acc`` of the supernet at the end of an epoch (GDAS: one path)."""
+        from automl_bin.training import evaluate
+
+        return evaluate(self.supernet, batches, "val")
 
     def derive(self) -> Genotype:
         return self.supernet.genotype()
@@ -131,4 +137,8 @@ class DartsStrategy(Strategy):
 
 @hookimpl
 def register_strategies(register: Register) -> None:
+    # gdas is DARTS with sampled losses; registering it here needs no new entry point
+    from automl_bin_plugins.strategies.gdas import GdasStrategy
+
     register("darts", DartsStrategy)
+    register("gdas", GdasStrategy)
