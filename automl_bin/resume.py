@@ -1,14 +1,20 @@
-"""Resuming an interrupted run from its search checkpoint.
+"""Resuming an interrupted run: what it had finished, where it continues, the files saying so.
 
-Every search epoch ends with an atomic ``search_checkpoint.pt`` in the run folder: the
-strategy's state, the RNG states (torch, Python, NumPy), the per-epoch metrics and
-operation-weight snapshots so far, the search seconds spent, and the run's announcements (its
-MLflow run id). `find_resume_point` turns a run folder or a checkpoint file (the CLI also
-accepts an MLflow run id) into a `ResumePoint`; the runner then rebuilds the strategy, loads
-that state, restores the RNGs and continues with the next epoch in the same folder and the same
-MLflow run, so a resumed CPU search derives the same genotype as an uninterrupted one. A run
-stopped while retraining skips its finished search and hands the estimator its last
-``retrain_checkpoint.pt`` (`automl_bin.interfaces.EstimationEnv.resume`). Checkpoints are read with
+Every search epoch ends with an atomic ``search_checkpoint.pt`` in the run folder
+(`search_checkpoint`): the strategy's state, the RNG states (torch, Python, NumPy), the
+per-epoch metrics and operation-weight snapshots so far, the search seconds spent, and the run's
+announcements (its MLflow run id). Beside it, ``<phase>_logged_epoch`` holds the last epoch
+whose metrics reached the observers (`mark_logged`; checkpoints are written first, so a resumed
+run re-reports an epoch cut off between, `replay_reported`), and ``search_done`` marks a search
+whose genotype and plots reached them (`mark_search_done`).
+
+`find_resume_point` turns a run folder or a checkpoint file (the CLI also accepts an MLflow run
+id) into a `ResumePoint`; the runner then rebuilds the strategy, loads that state, restores the
+RNGs (`ResumePoint.restore_search`) and continues with the next epoch in the same folder and the
+same MLflow run, so a resumed CPU search derives the same genotype as an uninterrupted one. A
+run stopped while retraining skips its finished search and hands the estimator its last
+``retrain_checkpoint.pt`` (`ResumePoint.retrain_state`,
+`automl_bin.interfaces.EstimationEnv.resume`). Checkpoints are read with
 ``torch.load(weights_only=True)``: a checkpoint file cannot execute code.
 """
 
@@ -16,20 +22,31 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from automl_bin.errors import UsageError
+from automl_bin.checkpoint import save_atomic, write_text_atomic
+from automl_bin.errors import StopRun, UsageError
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "ResumePoint", "capture_rng", "find_resume_point",
-           "load_checkpoint", "load_state", "restore_rng"]
+if TYPE_CHECKING:
+    from automl_bin.interfaces import Genotype, Strategy
+    from automl_bin.phase_reporter import PhaseReporter
+
+__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "RETRAIN_CHECKPOINT", "SEARCH_DONE", "ResumePoint",
+           "capture_rng", "find_resume_point", "load_checkpoint", "load_state", "logged_epoch",
+           "mark_logged", "mark_search_done", "replay_reported", "restore_rng", "save_checkpoint",
+           "search_checkpoint"]
 
 CHECKPOINT = "search_checkpoint.pt"
+#: the retrain phase's checkpoint, written by its estimator (`EstimationEnv.resume`)
+RETRAIN_CHECKPOINT = "retrain_checkpoint.pt"
 #: bumped when the checkpoint layout changes incompatibly
 CHECKPOINT_FORMAT = 2
+#: written once the search phase, its genotype and plots have reached the observers
+SEARCH_DONE = "search_done"
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +66,44 @@ class ResumePoint:
     @property
     def announcements(self) -> Mapping[str, Any]:
         return self.checkpoint.get("announcements", {})
+
+    @property
+    def search_done(self) -> bool:
+        """The run was stopped while retraining: its search was reported in full."""
+        return (self.run_dir / SEARCH_DONE).is_file()
+
+    @property
+    def search_seconds(self) -> float:
+        """Search seconds spent before the interruption."""
+        return float(self.checkpoint["search_seconds"])
+
+    @property
+    def reported_epochs(self) -> list[tuple[int, dict[str, float]]]:
+        """``(epoch, metrics)`` of every finished search epoch."""
+        return [(int(e), dict(m)) for e, m in self.checkpoint["epochs"]]
+
+    @property
+    def op_weights(self) -> list[tuple[int, Mapping[str, list[list[float]]]]]:
+        """``(epoch, weights)`` of every operation-weight snapshot so far."""
+        return [(int(e), w) for e, w in self.checkpoint["op_weights"]]
+
+    def restore_search(self, strategy: Strategy) -> None:
+        """Put the strategy (already set up) and the RNGs back as they were after the last
+        finished search epoch."""
+        strategy.load_state_dict(self.checkpoint["strategy"])
+        restore_rng(self.checkpoint["rng"])
+
+    def retrain_state(self) -> dict[str, Any] | None:
+        """The retrain phase's last checkpoint (every rank reads rank 0's folder), or None when
+        retraining had not finished an epoch."""
+        path = self.run_dir / RETRAIN_CHECKPOINT
+        if not path.is_file():
+            return None
+        state = load_state(path)
+        if not isinstance(state, dict):
+            raise UsageError(f"{str(path)!r} is not a retrain checkpoint; delete it to retrain "
+                             "from the beginning.")
+        return state
 
 
 def capture_rng() -> dict[str, Any]:
@@ -127,3 +182,71 @@ def find_resume_point(target: str | Path) -> ResumePoint:
                          "run the recipe again).")
     return ResumePoint(run_dir=folder, recipe_text=recipe.read_text(encoding="utf-8"),
                        checkpoint=load_checkpoint(checkpoint))
+
+
+def search_checkpoint(*, epoch: int, strategy_state: Mapping[str, Any], recipe_text: str,
+                      search_seconds: float, epochs: Sequence[tuple[int, Mapping[str, Any]]],
+                      op_weights: Sequence[tuple[int, Mapping[str, Any]]],
+                      announcements: Mapping[str, Any]) -> dict[str, Any]:
+    """The search checkpoint after ``epoch`` (see the module docstring); the RNG states are
+    captured now. ``epochs`` holds every reported epoch, ``epoch`` included."""
+    return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "strategy": strategy_state,
+            "rng": capture_rng(), "recipe": recipe_text, "search_seconds": search_seconds,
+            "epochs": [[e, m] for e, m in epochs],
+            "op_weights": [[e, dict(w)] for e, w in op_weights],
+            "announcements": _plain(announcements)}
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-plain entries of ``values`` (what a weights_only checkpoint may hold)."""
+    return {str(k): v for k, v in values.items()
+            if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> Path:
+    """Write a checkpoint; a full disk stops the run resumably, with the fix."""
+    try:
+        return save_atomic(state, path)
+    except OSError as exc:
+        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint exists yet"
+        raise StopRun(f"Could not write the checkpoint {path} ({exc.strerror or exc}); "
+                      f"{kept}. Free space on that disk (or fix its permissions).") from exc
+
+
+def _logged_marker(phase: str) -> str:
+    """The file holding the last epoch of ``phase`` whose metrics reached the observers
+    (checkpoints are written first, so a resumed run re-reports an epoch cut off between)."""
+    return f"{phase}_logged_epoch"
+
+
+def mark_logged(run_dir: Path, phase: str, epoch: int) -> None:
+    """Record that ``epoch`` of ``phase`` reached the observers."""
+    write_text_atomic(run_dir / _logged_marker(phase), str(epoch))
+
+
+def logged_epoch(run_dir: Path, phase: str) -> int:
+    """The last epoch of ``phase`` that reached the observers; -1 when none did."""
+    try:
+        return int((run_dir / _logged_marker(phase)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return -1
+
+
+def mark_search_done(run_dir: Path, genotype: Genotype) -> None:
+    """Record that the search, its genotype and plots reached the observers."""
+    write_text_atomic(run_dir / SEARCH_DONE, genotype.to_json())
+
+
+def replay_reported(reporter: PhaseReporter, reported: Any, run_dir: Path) -> None:
+    """Put a resumed phase's reported epochs back in its curves, and report the last one
+    again when its logging was cut off (it was checkpointed first)."""
+    history = [(int(e), dict(m)) for e, m in reported or []]
+    if not history:
+        return
+    reporter.epochs.extend(history[:-1])
+    last, last_metrics = history[-1]
+    if logged_epoch(run_dir, reporter.phase) < last:
+        reporter.log_epoch(last, last_metrics)
+        mark_logged(run_dir, reporter.phase, last)
+    else:
+        reporter.epochs.append((last, last_metrics))

@@ -1,9 +1,10 @@
 """The runner: owns the run loop of ``automl-bin run``.
 
-It seeds, loads and splits the data, creates a fresh output folder, drives the strategy epoch by
-epoch (checkpointing after each), retrains the derived genotype with the retrain estimator, and
-fires the lifecycle hooks that trackers observe. Ctrl-C or SIGTERM end the run as ``KILLED``
-with the last checkpoint kept; an exception ends it as ``FAILED``.
+`run` seeds, loads and splits the data and creates a fresh output folder; a `Run` then drives
+the strategy epoch by epoch (checkpointing after each), retrains the derived genotype with the
+retrain estimator, and fires the lifecycle hooks that trackers observe. Ctrl-C or SIGTERM end
+the run as ``KILLED`` with the last checkpoint kept; an exception ends it as ``FAILED``. What a
+resumed run had finished and where it continues is `automl_bin.resume`'s business.
 
 Under torchrun (``WORLD_SIZE`` > 1) every rank runs this same function on its slice of each
 training batch (`automl_bin.distributed`); only rank 0 calls the observers (MLflow), prints and
@@ -22,10 +23,10 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
@@ -36,18 +37,17 @@ from automl_bin.checkpoint import save_atomic, write_text_atomic
 from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, StopRun, UsageError
 from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
+from automl_bin.phase_reporter import PhaseReporter
 from automl_bin.plots.run import (OpWeightSnapshot, snapshot_op_weights, write_curves,
                                   write_search_plots)
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
-from automl_bin.resume import (CHECKPOINT, CHECKPOINT_FORMAT, ResumePoint, capture_rng,
-                               load_state, restore_rng)
+from automl_bin.resume import (CHECKPOINT, ResumePoint, mark_logged, mark_search_done,
+                               replay_reported, save_checkpoint, search_checkpoint)
 from automl_bin.run_info import RunInfo, SuiteInfo
 
-__all__ = ["RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
-
-T = TypeVar("T")
+__all__ = ["Run", "RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
 
 
 class RunInterrupted(AutomlBinError):
@@ -65,67 +65,6 @@ class RunResult:
     estimate: Estimate | None = None
     #: the run's tags (strategy, versions, device, recipe hash, suite label, ...)
     tags: Mapping[str, str] = attrs.field(factory=dict)
-
-
-class PhaseReporter:
-    """The `automl_bin.interfaces.Reporter` of one phase: turns calls into hook calls."""
-
-    def __init__(self, plugins: PluginSet, run: RunInfo, phase: str, progress: Progress, *,
-                 mark_logged: bool = False) -> None:
-        self.plugins = plugins
-        #: record each reported epoch in the run folder (`_logged_marker`); the search loop
-        #: does it itself, since estimators nested in a search report through it too
-        self.mark_logged = mark_logged
-        self.run = run
-        self.phase = phase
-        self.progress = progress
-        self.work_dir = run.run_dir / phase
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        #: ``(epoch, metrics)`` of every `log_epoch`, for the phase's curve plot
-        self.epochs: list[tuple[int, dict[str, float]]] = []
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        call_observers(self.plugins, "on_metrics", run=self.run, phase=self.phase,
-                       metrics=dict(metrics), step=step)
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self.epochs.append((epoch, dict(metrics)))
-        self.progress.info(_epoch_line(self.phase, epoch, metrics))
-        call_observers(self.plugins, "on_epoch_end", run=self.run, phase=self.phase, epoch=epoch,
-                       metrics=dict(metrics))
-        if self.mark_logged:  # reached the trackers: a resumed run does not report it again
-            write_text_atomic(self.run.run_dir / _logged_marker(self.phase), str(epoch))
-
-    def save_checkpoint(self, state: Mapping[str, Any], name: str | None = None) -> Path:
-        name = name or f"{self.phase}_checkpoint.pt"
-        if name == CHECKPOINT:
-            raise ValueError(f"{CHECKPOINT} is the runner's search checkpoint; a strategy returns "
-                             "its state from state_dict() and the runner saves it.")
-        return _save_checkpoint(state, self.run.run_dir / name)
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        call_observers(self.plugins, "on_artifact", run=self.run, phase=self.phase,
-                       path=Path(path), artifact_path=artifact_path)
-
-    def log_json(self, name: str, data: Any) -> Path:
-        path = write_text_atomic(self.work_dir / name, json.dumps(data, indent=2, default=str))
-        self.log_artifact(path)
-        return path
-
-    def track(self, iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:
-        return self.progress.track(iterable, total, description)
-
-    def info(self, message: str) -> None:
-        self.progress.info(message)
-
-
-def _epoch_line(phase: str, epoch: int, metrics: Mapping[str, float]) -> str:
-    keys = ("train_loss", "train_acc", "val_acc", "test_acc", "alpha_entropy", "alpha_margin",
-            "epoch_seconds")
-    # alpha entropy moves in the 4th decimal early in a search: show enough digits to see it
-    shown = ", ".join(f"{k}={metrics[k]:.5f}" if k == "alpha_entropy" else f"{k}={metrics[k]:.4g}"
-                      for k in keys if k in metrics)
-    return f"[{phase}] epoch {epoch + 1}: {shown}"
 
 
 def new_run_dir(output_dir: str | Path, experiment: str) -> Path:
@@ -186,54 +125,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _save_checkpoint(state: Mapping[str, Any], path: Path) -> Path:
-    """Write a checkpoint; a full disk stops the run resumably, with the fix."""
-    try:
-        return save_atomic(state, path)
-    except OSError as exc:
-        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint exists yet"
-        raise StopRun(f"Could not write the checkpoint {path} ({exc.strerror or exc}); "
-                      f"{kept}. Free space on that disk (or fix its permissions).") from exc
-
-
-def _logged_marker(phase: str) -> str:
-    """The file holding the last epoch of ``phase`` whose metrics reached the observers
-    (checkpoints are written first, so a resumed run re-reports an epoch cut off between)."""
-    return f"{phase}_logged_epoch"
-
-
-#: written once the search phase, its genotype and plots have reached the observers
-SEARCH_DONE = "search_done"
-
-
-def _logged_epoch(run_dir: Path, phase: str) -> int:
-    try:
-        return int((run_dir / _logged_marker(phase)).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return -1
-
-
-def _restore_reported(reporter: PhaseReporter, reported: Any, run_dir: Path) -> None:
-    """Put a resumed phase's reported epochs back in its curves, and report the last one
-    again when its logging was cut off (it was checkpointed first)."""
-    history = [(int(e), dict(m)) for e, m in reported or []]
-    if not history:
-        return
-    reporter.epochs.extend(history[:-1])
-    last, last_metrics = history[-1]
-    if _logged_epoch(run_dir, reporter.phase) < last:
-        reporter.log_epoch(last, last_metrics)
-        write_text_atomic(run_dir / _logged_marker(reporter.phase), str(last))
-    else:
-        reporter.epochs.append((last, last_metrics))
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-plain entries of ``values`` (what a weights_only checkpoint may hold)."""
-    return {str(k): v for k, v in values.items()
-            if isinstance(v, (str, int, float, bool)) or v is None}
 
 
 def _device_name(device: Any) -> str:
@@ -315,237 +206,363 @@ def _run(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress, *,
          suite: SuiteInfo | None, extra_tags: Mapping[str, str] | None,
          resume: ResumePoint | None, device: Any, dist: distributed.DistContext | None
          ) -> RunResult:
+    if dist is not None:
+        _check_data_parallel(resolved, suite)
+        plugins, progress, device = _as_rank(plugins, progress, device, dist)
+    data, splits = _load_data(resolved, progress, device, dist)
+    recipe_text = recipe_to_toml(resolved.recipe.raw)
+    with _run_folder(resolved, recipe_text, resume, dist) as run_dir:
+        tags = {**_tags(resolved, plugins), "device": _device_name(device), **(extra_tags or {})}
+        info = RunInfo(recipe=resolved.recipe, recipe_text=recipe_text, run_dir=run_dir,
+                       params=flatten(resolved.recipe.raw), tags=tags, resolved=resolved,
+                       suite=suite,
+                       resume=dict(resume.announcements) if resume is not None else None)
+        return Run(resolved=resolved, plugins=plugins, progress=progress, info=info,
+                   device=device, dist=dist, data=data, splits=splits, resume=resume).execute()
+
+
+def _as_rank(plugins: PluginSet, progress: Progress, device: Any,
+             dist: distributed.DistContext) -> tuple[PluginSet, Progress, Any]:
+    """This rank's plugins, progress and device: the other ranks than 0 run the same
+    computation with nothing tracked or printed."""
     import torch
 
+    if device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if not dist.is_main:
+        plugins = distributed.without_observers(plugins)
+        progress = Progress(enabled=False)
+    return plugins, progress, device
+
+
+def _load_data(resolved: ResolvedRecipe, progress: Progress, device: Any,
+               dist: distributed.DistContext | None) -> tuple[Any, dict[str, Any]]:
+    """The data set and its batched splits (each rank's slice of each training batch)."""
     from automl_bin.data import make_splits
 
     recipe = resolved.recipe
-    exp = recipe.experiment
-    main = dist is None or dist.is_main
-    if dist is not None:
-        _check_data_parallel(resolved, suite)
-        if device.type == "cuda":
-            device = torch.device("cuda", dist.local_rank)
-        if not main:  # same computation, nothing tracked, printed or kept
-            plugins = distributed.without_observers(plugins)
-            progress = Progress(enabled=False)
-
     progress.info(f"Loading data set {recipe.data.name!r} ...")
     data = resolved.dataset.load()
     splits = make_splits(data, batch_size=recipe.data.batch_size,
                          eval_batch_size=recipe.data.eval_batch_size,
                          train_portion=recipe.data.train_portion, subset=recipe.data.subset,
-                         seed=exp.seed, device=device)
+                         seed=recipe.experiment.seed, device=device)
     if dist is not None:  # every rank walks the same batches and trains on its slice of each
         splits = {name: distributed.ShardedBatches(batches, dist) if name != "test" else batches
                   for name, batches in splits.items()}
-    recipe_text = recipe_to_toml(recipe.raw)
-    if dist is not None and not main:
+    return data, splits
+
+
+@contextmanager
+def _run_folder(resolved: ResolvedRecipe, recipe_text: str, resume: ResumePoint | None,
+                dist: distributed.DistContext | None) -> Iterator[Path]:
+    """The run's folder: the interrupted run's when resuming, else a fresh one holding
+    recipe.toml; ranks other than 0 get a throw-away folder, removed afterwards."""
+    if dist is not None and not dist.is_main:
         run_dir = Path(tempfile.mkdtemp(prefix=f"automl-bin-rank{dist.rank}-"))
         try:
-            return _run_in(resolved, plugins, progress, suite, extra_tags, resume, device,
-                           dist, splits, data, recipe_text, run_dir)
+            yield run_dir
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-    if resume is None:
-        run_dir = new_run_dir(exp.output_dir, exp.name)
-        write_text_atomic(run_dir / "recipe.toml", recipe_text)
-    else:
-        run_dir = resume.run_dir
-    return _run_in(resolved, plugins, progress, suite, extra_tags, resume, device, dist, splits,
-                   data, recipe_text, run_dir)
+        return
+    if resume is not None:
+        yield resume.run_dir
+        return
+    exp = resolved.recipe.experiment
+    run_dir = new_run_dir(exp.output_dir, exp.name)
+    write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    yield run_dir
 
 
-def _run_in(resolved: ResolvedRecipe, plugins: PluginSet, progress: Progress,
-            suite: SuiteInfo | None, extra_tags: Mapping[str, str] | None,
-            resume: ResumePoint | None, device: Any, dist: distributed.DistContext | None,
-            splits: Mapping[str, Any], data: Any, recipe_text: str, run_dir: Path) -> RunResult:
-    """The run proper, in ``run_dir`` (rank 0's or a single process's run folder)."""
-    recipe = resolved.recipe
-    exp = recipe.experiment
-    main = dist is None or dist.is_main
-    tags = {**_tags(resolved, plugins), "device": _device_name(device), **(extra_tags or {})}
-    info = RunInfo(recipe=recipe, recipe_text=recipe_text, run_dir=run_dir,
-                   params=flatten(recipe.raw), tags=tags, resolved=resolved, suite=suite,
-                   resume=dict(resume.announcements) if resume is not None else None)
-    progress.info(f"Run folder: {run_dir}")
+@attrs.define(kw_only=True, eq=False)
+class Run:
+    """One run of a resolved recipe in its folder: start, search, retrain, then finish or fail.
 
-    summary: dict[str, Any] = {}
-    status = "FINISHED"
+    `execute` calls the phases in order; what they share (the summary, the phase in progress,
+    the genotype, the operation-weight history, the search clock) lives here. Resume
+    bookkeeping (which phase had finished, where the search continues, the checkpoint and its
+    markers) is `automl_bin.resume`'s.
+    """
+
+    resolved: ResolvedRecipe
+    plugins: PluginSet
+    progress: Progress
+    #: what the lifecycle hooks observe (its run_dir is this run's folder)
+    info: RunInfo
+    device: Any
+    dist: distributed.DistContext | None
+    #: the loaded data set (shapes, classes) and its batched splits
+    data: Any
+    splits: Mapping[str, Any]
+    #: where an interrupted run continues, or None for a fresh run
+    resume: ResumePoint | None = None
+
+    #: written to summary.json and passed to on_run_end
+    summary: dict[str, Any] = attrs.field(factory=dict)
+    #: the phase whose on_phase_end is still owed (None between phases)
     phase: str | None = None
     genotype: Genotype | None = None
     estimate: Estimate | None = None
-    try:
-        call_observers(plugins, "on_run_start", run=info)
-    except StopRun as exc:
-        write_text_atomic(run_dir / "summary.json", json.dumps(
-            {"status": "FAILED", "error": str(exc)}, indent=2))
-        raise StopRun(f"{exc} Nothing was trained. Start the run again when it is reachable, "
-                      "or set [tracking] on_error = \"continue\" to run untracked.") from exc
-    for key, value in info.announcements.items():
-        progress.info(f"{key}: {value}")
-    strategy = resolved.strategy
+    #: the strategy's operation weights after each search epoch (progress metrics and plots)
+    weight_history: list[OpWeightSnapshot] = attrs.field(factory=list)
+    #: search seconds spent before this process (resumed runs), and when this one's began
+    seconds_before: float = 0.0
+    search_started: float = 0.0
 
-    def create(kind: str, name: str, config: Any = None) -> Any:
-        return plugins.registry.create(kind, name, config)
+    @property
+    def run_dir(self) -> Path:
+        return self.info.run_dir
 
-    try:
-        with _sigterm_as_interrupt():
-            # ---- search ----
-            phase = "search"
-            # stopped while retraining: the finished search is not reported again
-            search_done = resume is not None and (resume.run_dir / SEARCH_DONE).is_file()
-            if not search_done:
-                call_observers(plugins, "on_phase_start", run=info, phase=phase)
-            reporter = PhaseReporter(plugins, info, phase, progress)
-            env = SearchEnv(space=resolved.search_space, binarizer=resolved.binarizer,
-                            input_shape=data.input_shape, num_classes=data.num_classes,
-                            device=device, seed=exp.seed, splits=splits, reporter=reporter,
-                            estimator=resolved.search_estimator,
-                            create=create,
-                            network=attrs.asdict(resolved.network), dist=dist)
-            t_search = time.perf_counter()
-            strategy.setup(env)
-            epochs = strategy.num_epochs()
-            weight_history: list[OpWeightSnapshot] = []
-            first_epoch, seconds_before = 0, 0.0
-            if resume is not None:
-                ckpt = resume.checkpoint
-                strategy.load_state_dict(ckpt["strategy"])
-                restore_rng(ckpt["rng"])
-                weight_history.extend(OpWeightSnapshot(int(e), w) for e, w in ckpt["op_weights"])
-                first_epoch, seconds_before = resume.next_epoch, float(ckpt["search_seconds"])
-                if search_done:
-                    reporter.epochs.extend((int(e), dict(m)) for e, m in ckpt["epochs"])
-                else:
-                    if first_epoch < epochs:
-                        progress.info(f"Resuming the search at epoch {first_epoch + 1} of "
-                                      f"{epochs}")
-                    _restore_reported(reporter, ckpt["epochs"], run_dir)
-            for epoch in range(first_epoch, epochs):
-                t0 = time.perf_counter()
-                metrics = dict(strategy.run_epoch(epoch))
-                metrics["epoch_seconds"] = time.perf_counter() - t0
-                # arch.* counts of the genotype derived now: collapse shows epoch by epoch
-                metrics.update(search_diagnostics(strategy, resolved.search_space))
-                if (snapshot := snapshot_op_weights(strategy, epoch, reporter)) is not None:
-                    if strategy.differentiable:
-                        previous = weight_history[-1].weights if weight_history else None
-                        metrics.update(alpha_progress(snapshot.weights, previous))
-                    weight_history.append(snapshot)
-                _save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch,
-                                  "strategy": strategy.state_dict(), "rng": capture_rng(),
-                                  "recipe": recipe_text,
-                                  "search_seconds": seconds_before + time.perf_counter() - t_search,
-                                  "epochs": [[e, m] for e, m in [*reporter.epochs,
-                                                                 (epoch, metrics)]],
-                                  "op_weights": [[w.epoch, dict(w.weights)]
-                                                 for w in weight_history],
-                                  "announcements": _plain(info.announcements)},
-                                 run_dir / CHECKPOINT)
-                reporter.log_epoch(epoch, metrics)
-                write_text_atomic(run_dir / _logged_marker(phase), str(epoch))
-            genotype = strategy.derive()
-            ddp_metrics = _check_same_alpha(strategy, dist)
-            if strategy.differentiable and weight_history and not search_done:
-                warning = static_alpha_warning(alpha_margin(weight_history[-1].weights),
-                                               recipe.strategy.name)
-                if warning:
-                    progress.info(warning)
-            progress.info(f"Genotype: {genotype}")
-            last_epoch = reporter.epochs[-1][1] if reporter.epochs else {}
-            if "weight_images" in last_epoch:  # the search's weight-training budget
-                summary["weight_images"] = float(last_epoch["weight_images"])
-            if search_done:
-                summary["search_seconds"] = seconds_before
-                progress.info("The search had finished; resuming the retraining.")
-            else:
-                summary["search_seconds"] = seconds_before + time.perf_counter() - t_search
-                write_text_atomic(run_dir / "genotype.json", genotype.to_json())
-                reporter.log_artifact(run_dir / "genotype.json")
-                if main:
-                    write_search_plots(reporter, genotype=genotype,
-                                       op_names=resolved.search_space.op_names,
-                                       history=weight_history, epochs=reporter.epochs)
-                search_metrics = {"search_seconds": summary["search_seconds"],
-                                  **({"weight_images": summary["weight_images"]}
-                                     if "weight_images" in summary else {}),
-                                  **strategy.final_metrics(), **ddp_metrics}
-                call_observers(plugins, "on_search_end", run=info, genotype=genotype,
-                               metrics=search_metrics)
-                call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
-                write_text_atomic(run_dir / SEARCH_DONE, genotype.to_json())
-            phase = None
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): the one that writes plots and the model."""
+        return self.dist is None or self.dist.is_main
 
-            # ---- retrain ----
-            if resolved.retrain_estimator is not None:
-                phase = "retrain"
-                call_observers(plugins, "on_phase_start", run=info, phase=phase)
-                reporter = PhaseReporter(plugins, info, phase, progress, mark_logged=True)
-                est_resume = _retrain_resume_state(resume)
-                if est_resume is not None:
-                    _restore_reported(reporter, est_resume.get("reported_epochs"), run_dir)
-                est_env = EstimationEnv(space=resolved.search_space, binarizer=resolved.binarizer,
-                                        input_shape=data.input_shape, num_classes=data.num_classes,
-                                        device=device, seed=exp.seed, splits=splits,
-                                        fit="train_full", score="test", reporter=reporter,
-                                        network=attrs.asdict(resolved.network), create=create,
-                                        dist=dist, resume=est_resume)
-                estimate = resolved.retrain_estimator.estimate(genotype, est_env)
-                if main:
-                    write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
-                if estimate.model is not None and main:
-                    save_atomic(estimate.model.state_dict(), run_dir / "model.pt")
-                    reporter.log_artifact(run_dir / "model.pt")
-                summary.update(estimate.metrics)
-                progress.info("Retrained: " + ", ".join(
-                    f"{k}={v:.4g}" for k, v in estimate.metrics.items()))
-                call_observers(plugins, "on_retrain_end", run=info, estimate=estimate)
-                call_observers(plugins, "on_phase_end", run=info, phase=phase, status="FINISHED")
-                phase = None
-    except StopRun as exc:
-        status = "FAILED"
-        summary["error"] = str(exc)
-        _end(plugins, info, phase, status, summary, strategy)
-        stop = StopRun(f"{exc} The run stopped with its last checkpoint kept in {run_dir}; when "
-                       f"the store is reachable again, continue it in the same tracked run with: "
-                       f"automl-bin run --resume {run_dir}")
-        stop.run_dir = run_dir
-        raise stop from exc
-    except KeyboardInterrupt as exc:
-        status = "KILLED"
-        summary["error"] = "interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept"
-        _end(plugins, info, phase, status, summary, strategy)
+    @property
+    def strategy(self) -> Any:
+        return self.resolved.strategy
+
+    def execute(self) -> RunResult:
+        """Start, search, retrain and finish; on Ctrl-C, SIGTERM or an error, end the run
+        (KILLED or FAILED, checkpoints kept) and raise."""
+        self.start()
+        try:
+            with _sigterm_as_interrupt():
+                self.search()
+                self.retrain()
+        except StopRun as exc:
+            raise self._stopped(exc) from exc
+        except KeyboardInterrupt as exc:
+            raise self._interrupted() from exc
+        except BaseException as exc:
+            self.end("FAILED", error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.end("FINISHED")
+        assert self.genotype is not None
+        return RunResult(run_dir=self.run_dir, genotype=self.genotype, summary=self.summary,
+                         announcements=dict(self.info.announcements), estimate=self.estimate,
+                         tags=dict(self.info.tags))
+
+    # ---- set-up --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fire on_run_start and print what the observers announce (e.g. the MLflow run id);
+        an unreachable tracking store stops the run before anything is trained."""
+        self.progress.info(f"Run folder: {self.run_dir}")
+        try:
+            call_observers(self.plugins, "on_run_start", run=self.info)
+        except StopRun as exc:
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(
+                {"status": "FAILED", "error": str(exc)}, indent=2))
+            raise StopRun(f"{exc} Nothing was trained. Start the run again when it is "
+                          "reachable, or set [tracking] on_error = \"continue\" to run "
+                          "untracked.") from exc
+        for key, value in self.info.announcements.items():
+            self.progress.info(f"{key}: {value}")
+
+    def _create(self, kind: str, name: str, config: Any = None) -> Any:
+        return self.plugins.registry.create(kind, name, config)
+
+    # ---- search --------------------------------------------------------------------------------
+    def search(self) -> None:
+        """Set the strategy up, run its remaining epochs (checkpoint, then report, each) and
+        derive the genotype; a search that had finished before an interruption is not run or
+        reported again."""
+        self.phase = "search"
+        # stopped while retraining: the finished search is not reported again
+        done = self.resume is not None and self.resume.search_done
+        if not done:
+            call_observers(self.plugins, "on_phase_start", run=self.info, phase=self.phase)
+        reporter = PhaseReporter(self.plugins, self.info, self.phase, self.progress)
+        self.search_started = time.perf_counter()
+        self.strategy.setup(self._search_env(reporter))
+        epochs = self.strategy.num_epochs()
+        first_epoch = 0 if self.resume is None else self._resume_search(reporter, epochs, done)
+        for epoch in range(first_epoch, epochs):
+            self._search_epoch(reporter, epoch)
+        self._finish_search(reporter, done)
+        self.phase = None
+
+    def _search_env(self, reporter: PhaseReporter) -> SearchEnv:
+        resolved = self.resolved
+        return SearchEnv(space=resolved.search_space, binarizer=resolved.binarizer,
+                         input_shape=self.data.input_shape, num_classes=self.data.num_classes,
+                         device=self.device, seed=resolved.recipe.experiment.seed,
+                         splits=self.splits, reporter=reporter,
+                         estimator=resolved.search_estimator, create=self._create,
+                         network=attrs.asdict(resolved.network), dist=self.dist)
+
+    def _search_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.search_started
+
+    def _resume_search(self, reporter: PhaseReporter, epochs: int, done: bool) -> int:
+        """Restore the strategy, RNGs, weight history and reported epochs of the interrupted
+        run; returns the epoch the search continues at."""
+        resume = self.resume
+        assert resume is not None
+        resume.restore_search(self.strategy)
+        self.weight_history.extend(OpWeightSnapshot(e, w) for e, w in resume.op_weights)
+        self.seconds_before = resume.search_seconds
+        if done:
+            reporter.epochs.extend(resume.reported_epochs)
+        else:
+            if resume.next_epoch < epochs:
+                self.progress.info(f"Resuming the search at epoch {resume.next_epoch + 1} of "
+                                   f"{epochs}")
+            replay_reported(reporter, resume.reported_epochs, self.run_dir)
+        return resume.next_epoch
+
+    def _search_epoch(self, reporter: PhaseReporter, epoch: int) -> None:
+        """One strategy epoch with the runner's metrics, checkpointed before it is reported."""
+        t0 = time.perf_counter()
+        metrics = dict(self.strategy.run_epoch(epoch))
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        # arch.* counts of the genotype derived now: collapse shows epoch by epoch
+        metrics.update(search_diagnostics(self.strategy, self.resolved.search_space))
+        metrics.update(self._snapshot_weights(reporter, epoch))
+        state = search_checkpoint(
+            epoch=epoch, strategy_state=self.strategy.state_dict(),
+            recipe_text=self.info.recipe_text, search_seconds=self._search_seconds(),
+            epochs=[*reporter.epochs, (epoch, metrics)],
+            op_weights=[(w.epoch, w.weights) for w in self.weight_history],
+            announcements=self.info.announcements)
+        save_checkpoint(state, self.run_dir / CHECKPOINT)
+        reporter.log_epoch(epoch, metrics)
+        mark_logged(self.run_dir, "search", epoch)
+
+    def _snapshot_weights(self, reporter: PhaseReporter, epoch: int) -> dict[str, float]:
+        """Keep the strategy's operation weights after ``epoch``; for a differentiable one,
+        how far they moved (`alpha_progress`)."""
+        snapshot = snapshot_op_weights(self.strategy, epoch, reporter)
+        if snapshot is None:
+            return {}
+        moved: dict[str, float] = {}
+        if self.strategy.differentiable:
+            previous = self.weight_history[-1].weights if self.weight_history else None
+            moved = dict(alpha_progress(snapshot.weights, previous))
+        self.weight_history.append(snapshot)
+        return moved
+
+    def _finish_search(self, reporter: PhaseReporter, done: bool) -> None:
+        """Derive the genotype, print it and report the search (unless reported before)."""
+        strategy = self.strategy
+        self.genotype = strategy.derive()
+        ddp_metrics = _check_same_alpha(strategy, self.dist)
+        if strategy.differentiable and self.weight_history and not done:
+            warning = static_alpha_warning(alpha_margin(self.weight_history[-1].weights),
+                                           self.resolved.recipe.strategy.name)
+            if warning:
+                self.progress.info(warning)
+        self.progress.info(f"Genotype: {self.genotype}")
+        last_epoch = reporter.epochs[-1][1] if reporter.epochs else {}
+        if "weight_images" in last_epoch:  # the search's weight-training budget
+            self.summary["weight_images"] = float(last_epoch["weight_images"])
+        if done:
+            self.summary["search_seconds"] = self.seconds_before
+            self.progress.info("The search had finished; resuming the retraining.")
+        else:
+            self.summary["search_seconds"] = self._search_seconds()
+            self._report_search(reporter, ddp_metrics)
+
+    def _report_search(self, reporter: PhaseReporter, ddp_metrics: Mapping[str, float]) -> None:
+        """genotype.json, the search plots, on_search_end and on_phase_end; then mark the
+        search done so that a resumed run does not report it again."""
+        genotype = self.genotype
+        assert genotype is not None
+        write_text_atomic(self.run_dir / "genotype.json", genotype.to_json())
+        reporter.log_artifact(self.run_dir / "genotype.json")
+        if self.is_main:
+            write_search_plots(reporter, genotype=genotype,
+                               op_names=self.resolved.search_space.op_names,
+                               history=self.weight_history, epochs=reporter.epochs)
+        search_metrics = {"search_seconds": self.summary["search_seconds"],
+                          **({"weight_images": self.summary["weight_images"]}
+                             if "weight_images" in self.summary else {}),
+                          **self.strategy.final_metrics(), **ddp_metrics}
+        call_observers(self.plugins, "on_search_end", run=self.info, genotype=genotype,
+                       metrics=search_metrics)
+        call_observers(self.plugins, "on_phase_end", run=self.info, phase="search",
+                       status="FINISHED")
+        mark_search_done(self.run_dir, genotype)
+
+    # ---- retrain -------------------------------------------------------------------------------
+    def retrain(self) -> None:
+        """Retrain the genotype with the retrain estimator (from its last checkpoint when
+        resuming) and report it; nothing when the recipe has no retrain estimator."""
+        estimator = self.resolved.retrain_estimator
+        if estimator is None:
+            return
+        self.phase = "retrain"
+        call_observers(self.plugins, "on_phase_start", run=self.info, phase=self.phase)
+        reporter = PhaseReporter(self.plugins, self.info, self.phase, self.progress,
+                                 mark_logged=True)
+        state = self.resume.retrain_state() if self.resume is not None else None
+        if state is not None:
+            replay_reported(reporter, state.get("reported_epochs"), self.run_dir)
+        self.estimate = estimator.estimate(self.genotype, self._retrain_env(reporter, state))
+        self._report_retrain(reporter, self.estimate)
+        self.phase = None
+
+    def _retrain_env(self, reporter: PhaseReporter,
+                     state: dict[str, Any] | None) -> EstimationEnv:
+        resolved = self.resolved
+        return EstimationEnv(space=resolved.search_space, binarizer=resolved.binarizer,
+                             input_shape=self.data.input_shape,
+                             num_classes=self.data.num_classes, device=self.device,
+                             seed=resolved.recipe.experiment.seed, splits=self.splits,
+                             fit="train_full", score="test", reporter=reporter,
+                             network=attrs.asdict(resolved.network), create=self._create,
+                             dist=self.dist, resume=state)
+
+    def _report_retrain(self, reporter: PhaseReporter, estimate: Estimate) -> None:
+        """The retrain curves and model, the printed metrics, on_retrain_end, on_phase_end."""
+        if self.is_main:
+            write_curves(reporter, "retrain_curves.png", reporter.epochs, title="retrain")
+        if estimate.model is not None and self.is_main:
+            save_atomic(estimate.model.state_dict(), self.run_dir / "model.pt")
+            reporter.log_artifact(self.run_dir / "model.pt")
+        self.summary.update(estimate.metrics)
+        self.progress.info("Retrained: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in estimate.metrics.items()))
+        call_observers(self.plugins, "on_retrain_end", run=self.info, estimate=estimate)
+        call_observers(self.plugins, "on_phase_end", run=self.info, phase="retrain",
+                       status="FINISHED")
+
+    # ---- finish and failure --------------------------------------------------------------------
+    def end(self, status: str, error: str | None = None) -> None:
+        """Tear the strategy down, close the phase in progress, write summary.json and fire
+        on_run_end with ``status``."""
+        if error is not None:
+            self.summary["error"] = error
+        try:
+            self.strategy.teardown()
+        finally:
+            if self.phase is not None:
+                call_observers(self.plugins, "on_phase_end", run=self.info, phase=self.phase,
+                               status=status)
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(
+                {"status": status, **self.summary}, indent=2, default=str))
+            call_observers(self.plugins, "on_run_end", run=self.info, status=status,
+                           summary=dict(self.summary))
+
+    def _stopped(self, exc: StopRun) -> StopRun:
+        """End the run FAILED after a StopRun (e.g. the store went away); the error to raise
+        says how to continue it."""
+        self.end("FAILED", error=str(exc))
+        stop = StopRun(f"{exc} The run stopped with its last checkpoint kept in {self.run_dir}; "
+                       "when the store is reachable again, continue it in the same tracked run "
+                       f"with: automl-bin run --resume {self.run_dir}")
+        stop.run_dir = self.run_dir
+        return stop
+
+    def _interrupted(self) -> RunInterrupted:
+        """End the run KILLED after Ctrl-C or SIGTERM; the error to raise says how to
+        continue it."""
+        self.end("KILLED", error="interrupted (Ctrl-C or SIGTERM); the last checkpoint is kept")
         interrupted = RunInterrupted(
-            f"Run interrupted; it is marked KILLED and its last checkpoint is kept in {run_dir}. "
-            f"Continue it with: automl-bin run --resume {run_dir}")
-        interrupted.run_dir = run_dir
-        raise interrupted from exc
-    except BaseException as exc:
-        status = "FAILED"
-        summary["error"] = f"{type(exc).__name__}: {exc}"
-        _end(plugins, info, phase, status, summary, strategy)
-        raise
-    _end(plugins, info, None, status, summary, strategy)
-    assert genotype is not None
-    return RunResult(run_dir=run_dir, genotype=genotype, summary=summary,
-                     announcements=dict(info.announcements), estimate=estimate,
-                     tags=dict(info.tags))
-
-
-def _retrain_resume_state(resume: ResumePoint | None) -> dict[str, Any] | None:
-    """The retrain phase's last checkpoint in a resumed run's folder (every rank reads rank
-    0's folder), or None when retraining had not finished an epoch."""
-    if resume is None:
-        return None
-    path = resume.run_dir / "retrain_checkpoint.pt"
-    if not path.is_file():
-        return None
-    state = load_state(path)
-    if not isinstance(state, dict):
-        raise UsageError(f"{str(path)!r} is not a retrain checkpoint; delete it to retrain from "
-                         "the beginning.")
-    return state
+            f"Run interrupted; it is marked KILLED and its last checkpoint is kept in "
+            f"{self.run_dir}. Continue it with: automl-bin run --resume {self.run_dir}")
+        interrupted.run_dir = self.run_dir
+        return interrupted
 
 
 def _check_same_alpha(strategy: Any, dist: distributed.DistContext | None) -> dict[str, float]:
@@ -567,15 +584,3 @@ def _check_same_alpha(strategy: Any, dist: distributed.DistContext | None) -> di
             "was not averaged over ranks. This is a bug in the strategy or in automl-bin; run "
             "in one process (without torchrun / --nproc) and report it.")
     return {"ddp_alpha_max_diff": diff}
-
-
-def _end(plugins: PluginSet, info: RunInfo, phase: str | None, status: str,
-         summary: Mapping[str, Any], strategy: Any) -> None:
-    try:
-        strategy.teardown()
-    finally:
-        if phase is not None:
-            call_observers(plugins, "on_phase_end", run=info, phase=phase, status=status)
-        write_text_atomic(info.run_dir / "summary.json",
-                          json.dumps({"status": status, **summary}, indent=2, default=str))
-        call_observers(plugins, "on_run_end", run=info, status=status, summary=dict(summary))
