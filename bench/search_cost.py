@@ -6,6 +6,8 @@ architecture step, i.e. everything that produces the α update:
 
 - ``darts1``: first-order DARTS (`BilevelOptimizer.arch_step`, order 1, CE);
 - ``darts2``: second-order DARTS (order 2: virtual step + finite-difference HVP);
+- ``gdas``: a GDAS α step (`GdasStrategy`: first order on one Gumbel-sampled op per edge,
+  straight through, so only that op runs), reported as ``gdas_over_darts1`` too;
 - ``dcp_exact``, ``dcp_per_sample``, ``dcp_gauss_newton``, ``dcp_rank1``: a DCP-NAS Child α step
   (`DcpNasStrategy.child_arch_step`: the Parent's forward/backward for the tangent and p_P, the
   Child's KL gradient, H·(g − t) by double backward, the per-sample Fisher (the default), the
@@ -45,6 +47,7 @@ from automl_bin_plugins.binarizers.none import NoBinarizer
 from automl_bin_plugins.binarizers.xnor import XnorBinarizer
 from automl_bin_plugins.darts_space.space import DartsConfig, DartsSpace
 from automl_bin_plugins.strategies.dcp_nas import DcpNasConfig, DcpNasStrategy
+from automl_bin_plugins.strategies.gdas import GdasConfig, GdasStrategy
 
 TARGETS = {"per_sample_over_exact": 0.5, "per_sample_overhead": 1.2}
 VARIANTS = {"dcp_exact": dict(hessian="exact"),
@@ -87,7 +90,22 @@ def build(args: argparse.Namespace
     steps: dict[str, Callable[[], object]] = {"darts1": darts(1), "darts2": darts(2)}
     for name, strategy in strategies.items():
         steps[name] = functools.partial(strategy.child_arch_step, xv, yv)
+    # built last: its setup draws from torch's RNG, which must not move the DCP variants
+    gdas = gdas_strategy(space, base_child)
+    steps["gdas"] = lambda: gdas.bilevel.arch_step(xt, yt, xv, yv)
     return steps, strategies
+
+
+def gdas_strategy(space: DartsSpace, supernet: torch.nn.Module) -> GdasStrategy:
+    """A `GdasStrategy` on a copy of ``supernet`` (same weights and α), in training mode."""
+    env = SearchEnv(space=space, binarizer=XnorBinarizer(), input_shape=INPUT,
+                    num_classes=CLASSES, device=torch.device("cpu"), seed=0, splits={},
+                    reporter=None)
+    strategy = GdasStrategy(GdasConfig(warmup_epochs=0))
+    strategy.setup(env)
+    strategy.supernet.load_state_dict(supernet.state_dict())
+    strategy.supernet.train()
+    return strategy
 
 
 def _dcp(space: DartsSpace, args: argparse.Namespace, **overrides: object) -> DcpNasStrategy:
@@ -148,6 +166,7 @@ def main() -> None:
         ratios[f"{name}_over_exact"] = sec[f"dcp_{name}"] / sec["dcp_exact"]
         ratios[f"{name}_overhead"] = sec[f"dcp_{name}"] / sec["dcp_skip"]
     ratios["per_sample_over_darts2"] = sec["dcp_per_sample"] / sec["darts2"]
+    ratios["gdas_over_darts1"] = sec["gdas"] / sec["darts1"]
     effects = {name: {"cos_total_g": round(statistics.median(s.effects["tangent_cos"]), 5),
                       "tangent_ratio": round(statistics.median(s.effects["tangent_ratio"]), 4)}
                for name, s in strategies.items() if s.effects.get("tangent_cos")}
