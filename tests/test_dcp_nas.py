@@ -303,7 +303,8 @@ def test_child_step_is_first_order_darts_on_kl_without_extras(splits, tmp_path, 
 
 def test_tangent_term_is_two_lambda_hessian_times_g_minus_t(splits, tmp_path):
     lam = 0.5
-    strategy = _strategy(splits, tmp_path, lambda_tangent=lam, hessian="exact", decoupled=False)
+    strategy = _strategy(splits, tmp_path, lambda_tangent=lam, hessian="exact", decoupled=False,
+                         tangent_max_ratio=0.0)  # the uncapped term (the cap: test below)
     strategy.parent.double()
     strategy.child.double()
     child, parent = strategy.child, strategy.parent
@@ -353,6 +354,27 @@ def test_tangent_term_is_two_lambda_hessian_times_g_minus_t(splits, tmp_path):
     assert cos < 0.999  # not a rescaled g
     assert strategy.effects["tangent_ratio"][-1] == pytest.approx(
         float(extra.norm() / gf.norm()), rel=1e-6)
+
+
+def test_tangent_cap_scales_the_term_to_max_ratio_of_g(splits, tmp_path):
+    """``tangent_max_ratio``: a term over the cap is scaled to exactly ``max_ratio·‖g‖``, its
+    direction kept; under the cap it is untouched (both against the uncapped run)."""
+    xv, yv = _val_batch(splits)
+    uncapped = _strategy(splits, tmp_path, lambda_tangent=5.0, hessian="exact", decoupled=False,
+                         tangent_max_ratio=0.0)
+    _, info = uncapped.child_arch_gradients(xv, yv)
+    g, hv = _flat(info["g"]), _flat(info["hv"])
+    ratio = float(2 * 5.0 * hv.norm() / g.norm())
+    assert ratio > 0
+    for cap in (ratio / 2, ratio * 2):
+        capped = _strategy(splits, tmp_path, lambda_tangent=5.0, hessian="exact",
+                           decoupled=False, tangent_max_ratio=cap)
+        capped.child.load_state_dict(uncapped.child.state_dict())
+        total, _ = capped.child_arch_gradients(xv, yv)
+        term = _flat(total) - g
+        assert float(term.norm() / g.norm()) == pytest.approx(min(cap, ratio), rel=1e-4)
+        assert float(term @ hv / (term.norm() * hv.norm())) == pytest.approx(1.0, abs=1e-5)
+        assert capped.effects["tangent_ratio_uncapped"][-1] == pytest.approx(ratio, rel=1e-4)
 
 
 def _config_dict(cfg: DcpNasConfig) -> dict:

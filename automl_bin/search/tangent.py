@@ -96,6 +96,27 @@ def tangent_modified_gradient(g: Tensors, hv: Tensors, lam: float) -> list[torch
     return [a + 2.0 * lam * h for a, h in zip(g, hv)]
 
 
+def cap_tangent_term(g: Tensors, hv: Tensors, lam: float, max_ratio: float
+                     ) -> tuple[list[torch.Tensor], float]:
+    """Scale ``Hv`` so that ``‖2λ·Hv‖ ≤ max_ratio·‖g‖`` (a trust region on the second-order
+    term; ``max_ratio = 0`` leaves it alone). The direction of ``Hv`` is kept.
+
+    The per-sample Fisher grows with the squared per-sample gradients, so at one λ the term
+    ranges over two orders of magnitude across seeds and epochs; the cap keeps a λ that acts
+    early from letting the term swamp ``g`` later (docs/algorithms.md, "tangent cap").
+
+    :return: ``(Hv scaled, the scale applied ≤ 1)``.
+    """
+    if max_ratio <= 0 or lam <= 0:
+        return list(hv), 1.0
+    g_norm = float(torch.sqrt(sum((x.double() ** 2).sum() for x in g)))
+    term = 2.0 * lam * float(torch.sqrt(sum((h.double() ** 2).sum() for h in hv)))
+    if term <= max_ratio * g_norm or term == 0.0:
+        return list(hv), 1.0
+    scale = max_ratio * g_norm / term
+    return [h * scale for h in hv], scale
+
+
 @attrs.define(kw_only=True, eq=False)
 class TangentEMA:
     """Exponential moving average of tangent directions: ``t ← d·t + (1 − d)·g``.

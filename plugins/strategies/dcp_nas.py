@@ -91,7 +91,8 @@ PHASE_WARMUP, PHASE_PARENT, PHASE_CHILD, PHASE_INTERLEAVED = -1, 0, 1, 2
 
 
 #: defaults measured to make T.P. and D.O. act on the shipped CPU recipes (docs/algorithms.md)
-LAMBDA_DEFAULT = 1.5
+LAMBDA_DEFAULT = 3.0
+TANGENT_MAX_RATIO_DEFAULT = 1.0
 PSI_INIT_DEFAULT = 0.005
 PSI_LR_DEFAULT = 0.1
 
@@ -126,6 +127,9 @@ class DcpNasConfig(BilevelKeys):
     #: λ of the tangent constraint (book: 1e-3 at ImageNet scale; see docs/algorithms for the
     #: default, chosen so that ‖2λ·H·v‖/‖g‖ lies in [0.05, 1] on the shipped recipes)
     lambda_tangent: float = attrs.field(default=LAMBDA_DEFAULT, validator=_ge0)
+    #: cap ‖2λ·H·v‖ at this multiple of ‖g‖ (0 = no cap): the per-sample Fisher's scale varies
+    #: by ~100× across seeds and epochs, so a λ that acts early would otherwise swamp g later
+    tangent_max_ratio: float = attrs.field(default=TANGENT_MAX_RATIO_DEFAULT, validator=_ge0)
     #: D(g, t): "fro" ‖g−t‖², "l1" ‖g−t‖₁, "cosine" 1 − cos(g, t)
     tangent_distance: Literal["fro", "l1", "cosine"] = attrs.field(
         default="fro", validator=_one_of("fro", "l1", "cosine"))
@@ -494,11 +498,14 @@ class DcpNasStrategy(Strategy):
         v = tg.distance_direction(g, t, cfg.tangent_distance)
         hv = self.child_bl.mean_over_ranks(
             self._hvp(grads, g, v, xv, yv, probs, recording, logits), len(xv))
+        g_norm = float(hvp.norm(g))
+        raw_ratio = 2 * lam * float(hvp.norm(hv)) / g_norm if g_norm > 0 else 0.0
+        hv, _ = tg.cap_tangent_term(g, hv, lam, cfg.tangent_max_ratio)
         info["v"], info["hv"] = v, hv
         total = tg.tangent_modified_gradient(g, hv, lam)
-        g_norm = float(hvp.norm(g))
         if g_norm > 0:
             self._effect("tangent_ratio", 2 * lam * float(hvp.norm(hv)) / g_norm)
+            self._effect("tangent_ratio_uncapped", raw_ratio)
             self._effect("tangent_cos", float(hvp.dot(total, g))
                          / max(float(hvp.norm(total)) * g_norm, 1e-30))
         return total, info
@@ -640,13 +647,14 @@ class DcpNasStrategy(Strategy):
         return metrics
 
     def _effect_metrics(self) -> dict[str, float]:
-        """``tangent_ratio`` = median ‖2λ·H·v‖/‖g‖ and ``tangent_cos`` = median cos(total, g)
+        """``tangent_ratio`` = median ‖2λ·H·v‖/‖g‖ as applied (after ``tangent_max_ratio``;
+        ``tangent_ratio_uncapped`` before it) and ``tangent_cos`` = median cos(total, g)
         over the epoch's Child α steps; ``decoupled_ratio`` = Σ‖backtrack‖/Σ‖Adam step‖ on the
         backtracked edges. Warns once per mechanism when it is inert (below `INERT`)."""
         import statistics
 
         out: dict[str, float] = {}
-        for key in ("tangent_ratio", "tangent_cos"):
+        for key in ("tangent_ratio", "tangent_ratio_uncapped", "tangent_cos"):
             if self.effects.get(key):
                 out[key] = float(statistics.median(self.effects[key]))
         step = sum(self.effects.get("adam_step_norm", []))
