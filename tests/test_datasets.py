@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from automl_bin.errors import DataNotFoundError
-from automl_bin.interfaces import Dataset
+from automl_bin.interfaces import Dataset, DataShape
 from automl_bin_plugins.datasets import Cifar10, FashionMnist, Synthetic, register_datasets
 from automl_bin_plugins.datasets.fashion_mnist import RAW_FILES
 
@@ -85,6 +85,7 @@ def test_cifar10_loads_fake_batches(tmp_path: Path, no_md5: None) -> None:
     assert splits.train_images[1, 2, 5, 7] == int(written["train"][1, 2 * 1024 + 5 * 32 + 7])
     assert splits.num_classes == 10
     assert splits.input_shape == (3, 32, 32)
+    assert Cifar10().shape() == DataShape(input_shape=splits.input_shape, num_classes=10)
     assert splits.class_names == tuple(CIFAR_CLASSES)
     assert splits.mean == (0.4914, 0.4822, 0.4465)
     assert splits.std == (0.2470, 0.2435, 0.2616)
@@ -157,6 +158,7 @@ def test_fashion_mnist_copies_from_system_dir(tmp_path: Path) -> None:
     assert torch.equal(splits.train_images, expected)
     assert splits.test_labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
     assert splits.num_classes == 10 and len(splits.class_names) == 10
+    assert FashionMnist().shape() == DataShape(input_shape=splits.input_shape, num_classes=10)
     assert splits.mean == (0.2860,) and splits.std == (0.3530,)
 
     # A second load reads the raw files already in root, even with the system copy gone.
@@ -207,6 +209,7 @@ def test_synthetic_is_deterministic_and_balanced() -> None:
     assert torch.bincount(a.test_labels).tolist() == [3, 3, 3]
     assert a.num_classes == 3 and len(a.mean) == 2 and len(a.std) == 2
     assert a.input_shape == (2, 8, 8)
+    assert Synthetic(config).shape() == DataShape(input_shape=(2, 8, 8), num_classes=3)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from automl_bin.interfaces.binarizer import Binarizer, EmptyConfig
 from automl_bin.interfaces.cell_structure import CELLS, MIXING, CellStructure, CellType
-from automl_bin.interfaces.dataset import Dataset, DataSplits
+from automl_bin.interfaces.dataset import Dataset, DataShape, DataSplits
 from automl_bin.interfaces.dist_context import DistContext
 from automl_bin.interfaces.estimator import Estimate, EstimationEnv, Estimator
 from automl_bin.interfaces.genotype import Cell, Edge, Genotype
@@ -17,6 +17,7 @@ __all__ = [
     "Cell",
     "CellStructure",
     "CellType",
+    "DataShape",
     "DataSplits",
     "Dataset",
     "DistContext",

@@ -16,7 +16,7 @@ from automl_bin.interfaces.binarizer import EmptyConfig
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Dataset", "DataSplits"]
+__all__ = ["Dataset", "DataShape", "DataSplits"]
 
 
 @attrs.frozen(kw_only=True)
@@ -39,6 +39,15 @@ class DataSplits:
         return (int(c), int(h), int(w))
 
 
+@attrs.frozen(kw_only=True)
+class DataShape:
+    """What a network built for a data set needs to know, without loading it."""
+
+    #: ``(C, H, W)`` of one image
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
 class Dataset(ABC):
     """Loads a data set. ``Config`` holds the plugin's own keys of the recipe's ``[data]`` section."""
 
@@ -46,6 +55,13 @@ class Dataset(ABC):
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    def shape(self) -> DataShape | None:
+        """The input shape and class count `load` will return, known without loading anything
+        (constants of the data set, or its ``Config``); None (the default) when only loading
+        tells. Commands that build networks without data (``automl-bin summary``, ``export``)
+        use it; with None they ask the user for ``--input-shape`` and ``--num-classes``."""
+        return None
 
     @abstractmethod
     def load(self) -> DataSplits:

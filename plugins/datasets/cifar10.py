@@ -11,7 +11,7 @@ import os
 import attrs
 
 from automl_bin.errors import DataNotFoundError
-from automl_bin.interfaces import Dataset, DataSplits
+from automl_bin.interfaces import Dataset, DataShape, DataSplits
 
 __all__ = ["Cifar10", "Cifar10Config"]
 
@@ -36,6 +36,9 @@ class Cifar10(Dataset):
     """CIFAR-10: 50,000 training and 10,000 test RGB images of 32x32 pixels, 10 classes."""
 
     Config = Cifar10Config
+
+    def shape(self) -> DataShape:
+        return DataShape(input_shape=(3, 32, 32), num_classes=10)
 
     def load(self) -> DataSplits:
         """Load both splits as uint8 ``(N, 3, 32, 32)`` images and int64 labels."""

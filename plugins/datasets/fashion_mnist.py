@@ -17,7 +17,7 @@ import tempfile
 import attrs
 
 from automl_bin.errors import DataNotFoundError
-from automl_bin.interfaces import Dataset, DataSplits
+from automl_bin.interfaces import Dataset, DataShape, DataSplits
 
 __all__ = ["FashionMnist", "FashionMnistConfig", "RAW_FILES"]
 
@@ -85,6 +85,9 @@ class FashionMnist(Dataset):
     """Fashion-MNIST: 60,000 training and 10,000 test grey images of 28x28 pixels, 10 classes."""
 
     Config = FashionMnistConfig
+
+    def shape(self) -> DataShape:
+        return DataShape(input_shape=(1, 28, 28), num_classes=10)
 
     def load(self) -> DataSplits:
         """Load both splits as uint8 ``(N, 1, 28, 28)`` images and int64 labels."""

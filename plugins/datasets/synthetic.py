@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import attrs
 from attrs import validators as v
 
-from automl_bin.interfaces import Dataset, DataSplits
+from automl_bin.interfaces import Dataset, DataShape, DataSplits
 
 if TYPE_CHECKING:
     import torch
@@ -47,6 +47,11 @@ class Synthetic(Dataset):
     """Class prototypes plus noise: a learnable stand-in for a real data set."""
 
     Config = SyntheticConfig
+
+    def shape(self) -> DataShape:
+        cfg = self.config
+        return DataShape(input_shape=(cfg.channels, cfg.image_size, cfg.image_size),
+                         num_classes=cfg.num_classes)
 
     def load(self) -> DataSplits:
         """Generate both splits as uint8 ``(N, C, H, W)`` images and balanced int64 labels."""
