@@ -27,14 +27,14 @@ from typing import Any
 
 import attrs
 
+from automl_bin.tracking.names import WEIGHT_IMAGES
+
 __all__ = ["RunRecord", "Row", "PairedDelta", "build_rows", "format_table", "genotype_id",
            "paired_delta", "percentile_among", "safe_filename", "FORMATS", "REFERENCE_ROW"]
 
 FORMATS = ("markdown", "csv", "json")
 #: the metric a row is ranked and plotted by
 ACCURACY = "test_acc"
-#: images seen by the searched network's weight steps during the search (the budget column)
-WEIGHT_IMAGES = "weight_images"
 #: the reference kind whose runs every row is measured against
 REFERENCE_KIND = "random_genotypes"
 #: the label of the row that gathers every reference run (their own labels are 1..N)

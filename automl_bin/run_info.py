@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from automl_bin.recipe import Recipe
+from automl_bin.tracking.names import recipe_params
 
 __all__ = ["RunInfo", "SuiteInfo"]
 
@@ -72,6 +73,16 @@ class RunInfo:
     #: set when the run continues an interrupted one: the announcements of that run (e.g.
     #: ``mlflow_run_id``), so a tracker reopens the same run instead of creating a new one
     resume: Mapping[str, Any] | None = None
+
+    @property
+    def tracked_params(self) -> dict[str, str]:
+        """The params a tracker records: `params` with every resolved setting added, plugin
+        defaults included (`automl_bin.tracking.names.recipe_params`), so that e.g.
+        ``strategy.lambda_tangent`` is tracked even when the recipe does not set it. Without
+        `resolved`, just `params`."""
+        if self.resolved is None:
+            return dict(self.params)
+        return {**self.params, **recipe_params(self.resolved)}
 
     def announce(self, key: str, value: Any) -> None:
         """Publish a fact the CLI prints at the end of the run (e.g. the MLflow run id)."""

@@ -409,18 +409,34 @@ def test_summary_errors_exit_2_in_one_paragraph(tmp_path):
     assert not (tmp_path / "nothing").exists()  # no store is created by a failed lookup
 
 
-def test_data_shape_needs_options_for_unknown_data_sets():
-    resolved = SimpleNamespace(recipe=SimpleNamespace(data=SimpleNamespace(name="imagenet")),
-                               dataset=None)
+def test_data_shape_needs_options_for_data_sets_that_do_not_declare_it():
+    from automl_bin.interfaces import Dataset, DataShape
+    from automl_bin_plugins.datasets import Cifar10, FashionMnist, Synthetic
+
+    class Undeclared(Dataset):  # the interface's default: only loading tells
+        def load(self):
+            raise AssertionError("summary must not load data")
+
+    def resolved(name, dataset):
+        return SimpleNamespace(recipe=SimpleNamespace(data=SimpleNamespace(name=name)),
+                               dataset=dataset)
+
+    imagenet = resolved("imagenet", Undeclared())
     with pytest.raises(UsageError, match="--input-shape C,H,W and --num-classes N"):
-        data_shape(resolved, None, None)
+        data_shape(imagenet, None, None)
     with pytest.raises(UsageError, match="--num-classes N"):
-        data_shape(resolved, (3, 224, 224), None)
-    assert data_shape(resolved, (3, 224, 224), 1000) == ((3, 224, 224), 1000)
-    cifar = SimpleNamespace(recipe=SimpleNamespace(data=SimpleNamespace(name="cifar10")))
-    assert data_shape(cifar, None, None) == ((3, 32, 32), 10)
-    fmnist = SimpleNamespace(recipe=SimpleNamespace(data=SimpleNamespace(name="fashion_mnist")))
-    assert data_shape(fmnist, None, 7) == ((1, 28, 28), 7)
+        data_shape(imagenet, (3, 224, 224), None)
+    assert data_shape(imagenet, (3, 224, 224), 1000) == ((3, 224, 224), 1000)
+    assert data_shape(resolved("cifar10", Cifar10()), None, None) == ((3, 32, 32), 10)
+    assert data_shape(resolved("fashion_mnist", FashionMnist()), None, 7) == ((1, 28, 28), 7)
+    small = Synthetic(Synthetic.Config(channels=1, image_size=8, num_classes=5))
+    assert data_shape(resolved("synthetic", small), None, None) == ((1, 8, 8), 5)
+
+    class Declared(Undeclared):  # a third-party data set the core has never heard of
+        def shape(self):
+            return DataShape(input_shape=(3, 64, 64), num_classes=200)
+
+    assert data_shape(resolved("tiny_imagenet", Declared()), None, None) == ((3, 64, 64), 200)
 
 
 def test_summary_help_has_examples():

@@ -24,6 +24,12 @@ MECHANISM_LEAVES = ("automl_bin.training", "automl_bin.errors")
 PRIVATE_ACCESS_ALLOWED = {
     ("automl_bin_plugins.strategies.dcp_nas", "_ready"),  # recon's lazy-initialisation flag
 }
+#: import circles closed only by a type-only (``if TYPE_CHECKING:``) or function-level import.
+#: Temporary, reported to the lead in issue 18: resume.py annotates with PhaseReporter while
+#: phase_reporter.py imports resume. Remove an entry once it is fixed.
+CYCLES_ALLOWED = [
+    ["automl_bin.phase_reporter", "automl_bin.resume"],
+]
 
 
 def _module_files() -> dict[str, Path]:
@@ -150,7 +156,13 @@ def test_no_import_cycle_in_automl_bin(module_level_only):
     graph = _graph(module_level_only=module_level_only)
     core = {m: {t for t in targets if _in(t, "automl_bin")}
             for m, targets in graph.items() if _in(m, "automl_bin")}
-    assert _cycles(core) == []
+    cycles = _cycles(core)
+    if module_level_only:
+        assert cycles == []
+    else:
+        assert [c for c in cycles if c not in CYCLES_ALLOWED] == []
+        # an entry that no longer applies must go, so the list only shrinks
+        assert [c for c in CYCLES_ALLOWED if c not in cycles] == []
 
 
 def _edges_from(*packages: str) -> list[tuple[str, str]]:
@@ -231,7 +243,8 @@ def _private_attributes_defined(tree: ast.AST) -> set[str]:
         if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
                 and node.attr.startswith("_")):
             names.add(node.attr)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("_"):
+        elif (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and node.name.startswith("_")):
             names.add(node.name)
     return names
 

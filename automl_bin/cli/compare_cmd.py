@@ -7,16 +7,24 @@ from typing import Any
 
 import click
 
-from automl_bin.cli.store import PARENT_TAG, ROLE_TAG, open_client, uri_option_help
 from automl_bin.compare import (
     FORMATS,
-    WEIGHT_IMAGES,
     RunRecord,
     build_rows,
     format_table,
     safe_filename,
 )
 from automl_bin.errors import UsageError
+from automl_bin.tracking.names import (
+    PARENT_TAG,
+    PHASE_TAG,
+    RECIPE_SHA_TAG,
+    ROLE_RUN,
+    ROLE_SUITE,
+    ROLE_TAG,
+    WEIGHT_IMAGES,
+)
+from automl_bin.tracking.store import open_client, uri_option_help
 from automl_bin.plots.compare import plot_accuracy_vs_cost, plot_sweep
 
 __all__ = ["compare_command", "records_from_mlflow"]
@@ -26,8 +34,8 @@ def _is_run(tags: dict[str, str]) -> bool:
     """A run of `automl-bin run` (not a suite run, not a search/retrain phase run)."""
     role = tags.get(ROLE_TAG)
     if role is not None:
-        return role == "run"
-    return "recipe_sha256" in tags and "phase" not in tags  # runs tracked before roles existed
+        return role == ROLE_RUN
+    return RECIPE_SHA_TAG in tags and PHASE_TAG not in tags  # runs tracked before roles existed
 
 
 def records_from_mlflow(uri: str | None, experiment: str,
@@ -44,7 +52,7 @@ def records_from_mlflow(uri: str | None, experiment: str,
     runs = client.search_runs([exp.experiment_id], max_results=5000,
                               order_by=["attributes.start_time ASC"])
     if suite == "latest":
-        suites = [r for r in runs if r.data.tags.get(ROLE_TAG) == "suite"]
+        suites = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_SUITE]
         if not suites:
             raise UsageError(f"Experiment {experiment!r} has no suite run; drop --suite to "
                              "compare all its runs.")
@@ -71,7 +79,7 @@ def _search_metrics(runs: list[Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for r in runs:
         tags = r.data.tags
-        if tags.get("phase") == "search" and PARENT_TAG in tags \
+        if tags.get(PHASE_TAG) == "search" and PARENT_TAG in tags \
                 and WEIGHT_IMAGES in r.data.metrics:
             out[tags[PARENT_TAG]] = {WEIGHT_IMAGES: r.data.metrics[WEIGHT_IMAGES]}
     return out

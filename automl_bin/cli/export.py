@@ -13,8 +13,9 @@ from typing import Any
 import attrs
 import click
 
-from automl_bin.cli.summary import _default_uri, _read_genotype, _run_folder_of, data_shape
+from automl_bin.cli.summary import _read_genotype, data_shape
 from automl_bin.errors import UsageError
+from automl_bin.tracking.store import run_folder_of
 
 __all__ = ["export_command"]
 
@@ -31,7 +32,7 @@ def run_folder(target: str, uri: str | None) -> Path:
     if path.exists() or "/" in target or "\\" in target or path.suffix:
         raise UsageError(f"{target!r} is not a run folder: pass a folder under runs/ holding "
                          "recipe.toml, genotype.json and model.pt, or an MLflow run id.")
-    return _run_folder_of(target, uri or _default_uri())
+    return run_folder_of(target, uri)
 
 
 def load_run_network(folder: Path) -> tuple[Any, Any, tuple[int, int, int], Any]:

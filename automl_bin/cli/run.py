@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from automl_bin.cli.common import load_plugins_warned, set_option
-from automl_bin.cli.store import uri_option_help
+from automl_bin.tracking.store import uri_option_help
 from automl_bin.errors import UsageError
 
 
@@ -65,7 +65,7 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
         _resume(resume, overrides, uri, Progress(enabled=not quiet, force_plain=plain))
         return
     if from_run is not None:
-        from automl_bin.cli.store import recipe_of_run
+        from automl_bin.tracking.store import recipe_of_run
 
         text, source = recipe_of_run(from_run, uri)
         plan = parse_plan(text, overrides, source=source)
@@ -156,7 +156,8 @@ def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: 
                          "drop --set (or start a new run with --from-run RUN_ID --set ...).")
     path = Path(target)
     if not path.exists() and "/" not in target and not target.endswith(".pt"):
-        from automl_bin.cli.store import RUN_DIR_TAG, open_client, parent_run
+        from automl_bin.tracking.names import RUN_DIR_TAG
+        from automl_bin.tracking.store import open_client, parent_run
 
         client, uri = open_client(uri)
         folder = parent_run(client, target, uri).data.tags.get(RUN_DIR_TAG)

@@ -4,7 +4,8 @@ TARGET is a run (an MLflow run id or its run folder: the genotype it found, buil
 ``[retrain] network`` size), or a recipe (its search supernet, or with ``--genotype`` that
 genotype's discrete network). The network is built on the CPU with the recipe's binarizer and
 accounted by `automl_bin.accounting.report`; no data is loaded, so the input shape and class
-count come from a small table of built-in data sets, or from ``--input-shape``/``--num-classes``.
+count come from the data set plugin (`Dataset.shape`), or from ``--input-shape`` and
+``--num-classes``.
 """
 
 from __future__ import annotations
@@ -20,19 +21,9 @@ import click
 from automl_bin.cli.common import load_and_resolve, set_option
 from automl_bin.errors import UsageError
 from automl_bin.recipe import ResolvedRecipe
+from automl_bin.tracking.store import run_folder_of
 
 __all__ = ["summary_command", "data_shape"]
-
-#: the MLflow tag (on the parent run) that holds the run folder, and MLflow's parent-run tag
-RUN_DIR_TAG = "automl_bin.run_dir"
-PARENT_TAG = "mlflow.parentRunId"
-
-#: input shape and class count of the built-in data sets (read without loading any data)
-_BUILTIN_DATA: dict[str, tuple[tuple[int, int, int], int]] = {
-    "cifar10": ((3, 32, 32), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-}
-
 
 def _parse_shape(_ctx: click.Context, _param: click.Parameter,
                  value: str | None) -> tuple[int, int, int] | None:
@@ -51,67 +42,21 @@ def _parse_shape(_ctx: click.Context, _param: click.Parameter,
 
 def data_shape(resolved: ResolvedRecipe, input_shape: tuple[int, int, int] | None,
                num_classes: int | None) -> tuple[tuple[int, int, int], int]:
-    """The ``(C, H, W)`` input and class count of the recipe's data set, without loading it."""
+    """The ``(C, H, W)`` input and class count of the recipe's data set, without loading it:
+    the options where given, else what the data set plugin declares (`Dataset.shape`)."""
     name = resolved.recipe.data.name
-    default = _BUILTIN_DATA.get(name)
-    if name == "synthetic":
-        cfg = resolved.dataset.config
-        default = ((cfg.channels, cfg.image_size, cfg.image_size), cfg.num_classes)
-    shape = input_shape or (default[0] if default else None)
-    classes = num_classes or (default[1] if default else None)
+    known = resolved.dataset.shape()
+    shape = input_shape or (tuple(known.input_shape) if known is not None else None)
+    classes = num_classes or (known.num_classes if known is not None else None)
     if shape is None or classes is None:
         missing = " and ".join(opt for opt, v in (("--input-shape C,H,W", shape),
                                                   ("--num-classes N", classes)) if v is None)
-        known = ", ".join(sorted({*_BUILTIN_DATA, "synthetic"}))
         raise UsageError(
-            f"summary does not load data, and data set {name!r} is not one whose input shape and "
-            f"class count it knows ({known}); pass {missing}, e.g. --input-shape 3,32,32 "
-            "--num-classes 10."
+            f"summary does not load data, and data set {name!r} does not declare its input "
+            f"shape and class count (its plugin's Dataset.shape() returns None); pass "
+            f"{missing}, e.g. --input-shape 3,32,32 --num-classes 10."
         )
-    return shape, classes
-
-
-def _default_uri() -> str:
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env or f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
-
-
-def _run_folder_of(run_id: str, uri: str) -> Path:
-    """The run folder of MLflow run ``run_id`` (a parent run or one of its phase runs)."""
-    from automl_bin.cli.ui import sqlite_path
-
-    db = sqlite_path(uri)
-    if uri.lower().startswith("sqlite:") and (db is None or not db.is_file()):
-        # MlflowClient would create an empty store here; a mistyped path must not do that
-        where = str(db) if db is not None else uri
-        raise UsageError(
-            f"{run_id!r} is not a file or folder, and there is no MLflow store at {where} to look "
-            "it up as a run id. Pass a run folder, a recipe .toml, or the store with --uri "
-            "sqlite:////path/to/mlflow.db."
-        )
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        tags = dict(client.get_run(run_id).data.tags)
-        if RUN_DIR_TAG not in tags and PARENT_TAG in tags:  # a "search"/"retrain" child run
-            tags = dict(client.get_run(tags[PARENT_TAG]).data.tags)
-    except MlflowException as exc:
-        detail = " ".join(str(getattr(exc, "message", exc)).split())[:300]
-        raise UsageError(
-            f"{run_id!r} is not a file or folder, and not a run in the MLflow store {uri} "
-            f"({detail}). Pass a run id shown by `automl-bin ui`, a run folder or a recipe."
-        ) from exc
-    folder = tags.get(RUN_DIR_TAG)
-    if not folder:
-        raise UsageError(
-            f"MLflow run {run_id!r} has no {RUN_DIR_TAG} tag, so it was not recorded by "
-            "`automl-bin run`; pass its run folder or a recipe instead."
-        )
-    return Path(folder)
+    return shape, classes  # type: ignore[return-value]
 
 
 def _run_folder_files(folder: Path, genotype: str | None) -> tuple[Path, Path]:
@@ -137,7 +82,7 @@ def _locate(target: str, genotype: str | None, uri: str | None) -> tuple[Path, P
     if path.suffix.lower() in (".toml", ".json") or "/" in target or os.sep in target:
         raise UsageError(f"{target!r} does not exist: pass a recipe .toml, a run folder or an "
                          "MLflow run id.")
-    return _run_folder_files(_run_folder_of(target, uri or _default_uri()), genotype)
+    return _run_folder_files(run_folder_of(target, uri), genotype)
 
 
 def _read_genotype(path: Path) -> Any:
@@ -168,8 +113,8 @@ Examples:
               help="MLflow store to look a run id up in. Default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///<current folder>/mlflow.db.")
 @click.option("--input-shape", default=None, metavar="C,H,W", callback=_parse_shape,
-              help="Input shape; needed for data sets other than cifar10, fashion_mnist and "
-                   "synthetic.")
+              help="Input shape; needed for data sets whose plugin does not declare it "
+                   "(the built-in cifar10, fashion_mnist and synthetic do).")
 @click.option("--num-classes", default=None, type=click.IntRange(min=1), metavar="N",
               help="Number of classes; needed for the same data sets as --input-shape.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics and layers as JSON.")

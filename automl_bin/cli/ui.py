@@ -30,8 +30,10 @@ from typing import Any
 
 import click
 
-__all__ = ["ui_command", "default_tracking_uri", "sqlite_path", "server_command", "server_env",
-           "runs_url", "list_experiments", "sqlite_experiments"]
+from automl_bin.tracking.names import missing_sqlite_store, resolve_tracking_uri, sqlite_path
+
+__all__ = ["ui_command", "server_command", "server_env", "runs_url", "list_experiments",
+           "sqlite_experiments"]
 
 #: ``(experiment ID, name, has active runs)``
 Experiment = tuple[str, str, bool]
@@ -51,26 +53,6 @@ def runs_url(base_url: str, experiment_id: str) -> str:
     The plain ``#/experiments/<ID>`` route opens MLflow 3's GenAI overview instead of the table.
     """
     return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-
-
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
-
-    The same resolution as the MLflow tracker plugin's ``resolve_tracking_uri`` (duplicated on
-    purpose: the core never imports plugins).
-    """
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env or f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (absolute or relative to the cwd), else None."""
-    if not uri.lower().startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///"):].split("?", 1)[0]
-    if not path or path == ":memory:":
-        return None
-    return Path(path).resolve()
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:
@@ -279,19 +261,19 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
       automl-bin ui --uri sqlite:////data/exp/mlflow.db
       MLFLOW_TRACKING_URI=sqlite:///other.db automl-bin ui
     """
-    uri = uri or default_tracking_uri()
+    uri = resolve_tracking_uri(uri)
     if uri.lower().startswith(("http://", "https://")):
         raise click.UsageError(
             f"--uri {uri} is already a tracking server; open it in a browser. "
             "`automl-bin ui` serves a store such as sqlite:///path/to/mlflow.db."
         )
-    db = sqlite_path(uri)
-    if uri.lower().startswith("sqlite:") and (db is None or not db.is_file()):
-        where = str(db) if db is not None else uri
+    where = missing_sqlite_store(uri)
+    if where is not None:
         raise click.UsageError(
             f"No tracking store found at {where}. Run `automl-bin run RECIPE` in this folder "
             "first, or pass --uri sqlite:////path/to/mlflow.db."
         )
+    db = sqlite_path(uri)
     experiments = sqlite_experiments(db) if db is not None else None
     if experiment is not None and experiments is not None:
         _pick(experiments, experiment, uri)  # a wrong name fails before the server starts

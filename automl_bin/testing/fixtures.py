@@ -24,6 +24,7 @@ from automl_bin import hookimpl
 from automl_bin.interfaces import Estimate, EstimationEnv, Estimator, Genotype, SearchEnv
 from automl_bin.plugins import PluginSet, load_plugins
 from automl_bin.registry import KINDS, Registry
+from automl_bin.tracking.names import PARENT_TAG
 
 if TYPE_CHECKING:
     from automl_bin.interfaces import DataSplits
@@ -618,6 +619,6 @@ def run_recipe(tmp_path: str | Path, toml_text: str, overrides: Sequence[str] = 
     client = MlflowClient(tracking_uri=tracking_uri)
     parent = client.get_run(run_id)
     found = client.search_runs([parent.info.experiment_id],
-                               filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+                               filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'")
     children = {r.info.run_name: r for r in found}
     return RecipeRun(result=result, tracking_uri=tracking_uri, parent=parent, children=children)

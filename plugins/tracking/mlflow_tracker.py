@@ -2,7 +2,8 @@
 
 Layout in MLflow (experiment = the recipe's ``[experiment] name``)::
 
-    <strategy>-<run folder>            parent: params, tags, recipe.toml, summary metrics, genotype
+    <strategy>-<run folder>            parent: params (every resolved setting), tags, recipe.toml,
+                                       summary metrics, genotype
       search                           child: per-epoch search metrics (step = epoch)
       retrain                          child: per-epoch retrain metrics, test metrics
 
@@ -12,8 +13,9 @@ A suite (``[[suite]]``, ``[sweep]``, ``[experiment] seeds``) adds one level abov
       <label> [key=value] s<seed>      one member run each, laid out as above
 
 The store is ``[tracking] uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``
-(spelled out, so ``automl-bin ui`` finds the same file). Everything is a no-op when
-``[tracking] enabled = false``.
+(spelled out, so ``automl-bin ui`` finds the same file); that resolution, the tag names and the
+key spelling are the core's `automl_bin.tracking.names`, shared with the commands that read the
+runs back. Everything is a no-op when ``[tracking] enabled = false``.
 
 The plugin talks to MLflow through ``MlflowClient`` only (no fluent ``mlflow.start_run``), keeps
 its ids in ``run.state_for("mlflow")`` and imports mlflow lazily, so loading the plugin costs
@@ -24,8 +26,6 @@ and reported with one warning per run.
 from __future__ import annotations
 
 import numbers
-import os
-import re
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +37,23 @@ from typing import TYPE_CHECKING, Any
 from automl_bin import hookimpl
 from automl_bin.compare import genotype_id
 from automl_bin.errors import StopRun
+from automl_bin.tracking.names import (
+    ERROR_TAG,
+    GENOTYPE_ID_TAG,
+    GENOTYPE_TAG,
+    INCOMPLETE_TAG,
+    PARENT_SEARCH_METRICS,
+    PARENT_TAG,
+    PHASE_TAG,
+    RESUMED_TAG,
+    ROLE_RUN,
+    ROLE_SUITE,
+    ROLE_TAG,
+    RUN_DIR_TAG,
+    resolve_tracking_uri,
+    tracking_key,
+)
+from automl_bin.tracking.store import make_client
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -61,37 +78,11 @@ _METRICS_PER_BATCH = 1000
 #: seconds to wait for a remote tracking server before giving up on tracking this run; MLflow's
 #: own HTTP retries take ~4 minutes to fail on a refused connection
 _PROBE_TIMEOUT_S = 3.0
-#: characters MLflow accepts in metric and param names; anything else becomes "_"
-_BAD_KEY_CHARS = re.compile(r"[^\w\-. :/]")
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The tracking URI to use: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``.
-
-    The fallback is written as an absolute ``sqlite:///`` URI (MLflow 3's own default, made
-    explicit) so that ``automl-bin ui`` and announcements name the exact file.
-    """
-    if uri:
-        return uri
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if env:
-        return env
-    return f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _make_client(uri: str) -> MlflowClient:
-    # Set before the first import of mlflow: no telemetry DNS lookup, no INFO chatter
-    # (e.g. "Creating initial MLflow database tables...").
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
 
 
 def _is_remote(uri: str) -> bool:
@@ -116,10 +107,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _key(name: str) -> str:
-    return _BAD_KEY_CHARS.sub("_", str(name))[:250]
-
-
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -129,10 +116,10 @@ def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in metrics.items():
         if isinstance(value, numbers.Real):
-            out[_key(name)] = float(value)
+            out[tracking_key(name)] = float(value)
         elif hasattr(value, "item"):  # numpy / 0-d torch scalars without importing either
             try:
-                out[_key(name)] = float(value.item())
+                out[tracking_key(name)] = float(value.item())
             except (TypeError, ValueError, RuntimeError):
                 continue
     return out
@@ -256,16 +243,16 @@ def on_run_start(run: RunInfo) -> None:
         problem = _probe(uri)
         if problem is not None:
             raise ConnectionError(problem)
-        client = _make_client(uri)
+        client = make_client(uri)
         experiment_id = _experiment_id(client, run.recipe.experiment.name, uri)
         if _reopen(run, state, client, experiment_id, uri):
             return
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
-        tags["automl_bin.run_dir"] = str(Path(run.run_dir).resolve())
-        tags["automl_bin.role"] = "run"
+        tags[RUN_DIR_TAG] = str(Path(run.run_dir).resolve())
+        tags[ROLE_TAG] = ROLE_RUN
         suite_run = run.suite.state_for(STATE_KEY).get("parent") if run.suite else None
         if suite_run:
-            tags["mlflow.parentRunId"] = suite_run
+            tags[PARENT_TAG] = suite_run
         strategy = run.tags.get("strategy", run.recipe.strategy.name)
         parent = client.create_run(
             experiment_id,
@@ -282,7 +269,8 @@ def on_run_start(run: RunInfo) -> None:
         from mlflow.entities import Param
 
         params = [
-            Param(_key(k), _truncate(str(v), _MAX_PARAM_LEN)) for k, v in sorted(run.params.items())
+            Param(tracking_key(k), _truncate(str(v), _MAX_PARAM_LEN))
+            for k, v in sorted(run.tracked_params.items())
         ]
         for chunk in _chunks(params, _PARAMS_PER_BATCH):
             client.log_batch(parent.info.run_id, params=chunk)
@@ -310,12 +298,12 @@ def _reopen(run: RunInfo, state: dict[str, Any], client: MlflowClient, experimen
     except MlflowException:
         return False
     children = client.search_runs([experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+                                  filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'")
     state.update(client=client, experiment_id=experiment_id, parent=run_id,
-                 children={c.data.tags.get("phase", c.info.run_name): c.info.run_id
-                           for c in children if "phase" in c.data.tags})
+                 children={c.data.tags.get(PHASE_TAG, c.info.run_name): c.info.run_id
+                           for c in children if PHASE_TAG in c.data.tags})
     client.update_run(run_id, status="RUNNING")
-    client.set_tag(run_id, "automl_bin.resumed", "true")
+    client.set_tag(run_id, RESUMED_TAG, "true")
     run.announce("mlflow_run_id", run_id)
     run.announce("mlflow_experiment_id", experiment_id)
     run.announce("mlflow_tracking_uri", uri)
@@ -338,7 +326,7 @@ def on_phase_start(run: RunInfo, phase: str) -> None:
         return
     try:
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in run.tags.items()}
-        tags.update({"mlflow.parentRunId": state["parent"], "phase": phase})
+        tags.update({PARENT_TAG: state["parent"], PHASE_TAG: phase})
         child = state["client"].create_run(
             state["experiment_id"], start_time=_now_ms(), tags=tags, run_name=phase
         )
@@ -409,13 +397,13 @@ def on_search_end(run: RunInfo, genotype: Genotype, metrics: Mapping[str, float]
         target = _run_id_for(state, "search")
         if values:
             _log_metrics(state["client"], target, values, step=0)
-        on_parent = {k: values[k] for k in ("search_seconds", "weight_images") if k in values}
+        on_parent = {k: values[k] for k in PARENT_SEARCH_METRICS if k in values}
         if on_parent and target != state["parent"]:
             _log_on_parent_once(state, on_parent)
         text = str(genotype)
-        state["client"].set_tag(state["parent"], "genotype", _truncate(text, _MAX_TAG_LEN))
+        state["client"].set_tag(state["parent"], GENOTYPE_TAG, _truncate(text, _MAX_TAG_LEN))
         # the id of the whole text: compare's genotypes column must not depend on the cut
-        state["client"].set_tag(state["parent"], "genotype_id", genotype_id(text))
+        state["client"].set_tag(state["parent"], GENOTYPE_ID_TAG, genotype_id(text))
     except Exception as exc:
         _fail(run, state, "on_search_end", exc)
 
@@ -465,7 +453,7 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
         try:
             _log_on_parent_once(state, _numeric({k: v for k, v in summary.items() if k != "error"}))
             if summary.get("error"):
-                client.set_tag(state["parent"], "error", _truncate(str(summary["error"]), _MAX_ERROR_LEN))
+                client.set_tag(state["parent"], ERROR_TAG, _truncate(str(summary["error"]), _MAX_ERROR_LEN))
         except Exception as exc:
             _fail(run, state, "on_run_end", exc)
     # Close the runs even after a failure, so they do not stay RUNNING in the UI; for a remote
@@ -474,7 +462,7 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
         return
     try:
         if state.get("failures"):
-            client.set_tag(state["parent"], "automl_bin.tracking_incomplete", "true")
+            client.set_tag(state["parent"], INCOMPLETE_TAG, "true")
         _close(state, status)
     except Exception as exc:
         _fail(run, state, "on_run_end", exc)
@@ -498,13 +486,12 @@ def on_suite_start(suite: SuiteInfo) -> None:
         problem = _probe(uri)
         if problem is not None:
             raise ConnectionError(problem)
-        client = _make_client(uri)
+        client = make_client(uri)
         experiment_id = _experiment_id(client, suite.name, uri)
         if _reopen_suite(suite, state, client, experiment_id, uri):
             return
         tags = {str(k): _truncate(str(v), _MAX_TAG_LEN) for k, v in suite.tags.items()}
-        tags.update({"automl_bin.role": "suite",
-                     "automl_bin.run_dir": str(Path(suite.run_dir).resolve())})
+        tags.update({ROLE_TAG: ROLE_SUITE, RUN_DIR_TAG: str(Path(suite.run_dir).resolve())})
         parent = client.create_run(experiment_id, start_time=_now_ms(), tags=tags,
                                    run_name=f"suite-{Path(suite.run_dir).name}")
         state.update(client=client, parent=parent.info.run_id)
@@ -540,7 +527,7 @@ def _reopen_suite(suite: SuiteInfo, state: dict[str, Any], client: MlflowClient,
     except MlflowException:
         return False
     client.update_run(run_id, status="RUNNING")
-    client.set_tag(run_id, "automl_bin.resumed", "true")
+    client.set_tag(run_id, RESUMED_TAG, "true")
     state.update(client=client, parent=run_id)
     suite.announce("mlflow_suite_run_id", run_id)
     suite.announce("mlflow_experiment_id", experiment_id)

@@ -1,4 +1,5 @@
-"""Reading the MLflow store from commands (``compare``, ``run --from-run``, ``summary``).
+"""Reading the MLflow store from commands (``compare``, ``run --from-run``/``--resume``,
+``summary``, ``export``).
 
 MLflow is imported lazily; a store that does not exist is an error with the fix (MlflowClient
 would silently create an empty one), never a new file.
@@ -12,42 +13,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl_bin.errors import UsageError
+from automl_bin.tracking.names import (
+    PARENT_TAG,
+    PHASE_TAG,
+    RUN_DIR_TAG,
+    missing_sqlite_store,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-__all__ = ["default_uri", "open_client", "parent_run", "recipe_of_run", "uri_option_help"]
-
-#: tags written by the MLflow tracker
-RUN_DIR_TAG = "automl_bin.run_dir"
-PARENT_TAG = "mlflow.parentRunId"
-ROLE_TAG = "automl_bin.role"
+__all__ = ["make_client", "open_client", "parent_run", "recipe_of_run", "run_folder_of",
+           "uri_option_help"]
 
 uri_option_help = ("MLflow store to read. Default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///<current folder>/mlflow.db.")
 
 
-def default_uri() -> str:
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env or f"sqlite:///{(Path.cwd().resolve() / 'mlflow.db').as_posix()}"
-
-
-def open_client(uri: str | None) -> tuple[MlflowClient, str]:
-    """An ``MlflowClient`` of ``uri`` (default: `default_uri`), refusing missing sqlite files."""
-    from automl_bin.cli.ui import sqlite_path
-
-    uri = uri or default_uri()
-    db = sqlite_path(uri)
-    if uri.lower().startswith("sqlite:") and (db is None or not db.is_file()):
-        where = str(db) if db is not None else uri
-        raise UsageError(f"There is no MLflow store at {where}. Run the command in the folder "
-                         "where you ran `automl-bin run` (it writes ./mlflow.db), or pass the "
-                         "store with --uri sqlite:////path/to/mlflow.db.")
+def make_client(uri: str) -> MlflowClient:
+    """An ``MlflowClient`` of ``uri`` (created as is: check the store exists first)."""
+    # set before the first import of mlflow: no telemetry DNS lookup, no INFO chatter
+    # (e.g. "Creating initial MLflow database tables...")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri), uri
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_client(uri: str | None) -> tuple[MlflowClient, str]:
+    """An ``MlflowClient`` of ``uri`` (default: `resolve_tracking_uri`), refusing missing sqlite
+    files."""
+    uri = resolve_tracking_uri(uri)
+    where = missing_sqlite_store(uri)
+    if where is not None:
+        raise UsageError(f"There is no MLflow store at {where}. Run the command in the folder "
+                         "where you ran `automl-bin run` (it writes ./mlflow.db), or pass the "
+                         "store with --uri sqlite:////path/to/mlflow.db.")
+    return make_client(uri), uri
 
 
 def parent_run(client: MlflowClient, run_id: str, uri: str) -> Any:
@@ -57,7 +61,7 @@ def parent_run(client: MlflowClient, run_id: str, uri: str) -> Any:
     try:
         run = client.get_run(run_id)
         tags = run.data.tags
-        if "phase" in tags and PARENT_TAG in tags:
+        if PHASE_TAG in tags and PARENT_TAG in tags:
             run = client.get_run(tags[PARENT_TAG])
     except MlflowException as exc:
         detail = " ".join(str(getattr(exc, "message", exc)).split())[:300]
@@ -88,3 +92,36 @@ def recipe_of_run(run_id: str, uri: str | None) -> tuple[str, str]:
     raise UsageError(f"MLflow run {rid} has no recipe.toml artifact and no run folder with one "
                      f"({run.data.tags.get(RUN_DIR_TAG, 'no folder tag')}), so it cannot be "
                      "re-run; was it recorded by `automl-bin run`?")
+
+
+def run_folder_of(run_id: str, uri: str | None) -> Path:
+    """The run folder of MLflow run ``run_id`` (a parent run or one of its phase runs), for
+    commands whose TARGET is a run folder, a recipe or a run id (``summary``, ``export``)."""
+    uri = resolve_tracking_uri(uri)
+    where = missing_sqlite_store(uri)
+    if where is not None:
+        raise UsageError(
+            f"{run_id!r} is not a file or folder, and there is no MLflow store at {where} to look "
+            "it up as a run id. Pass a run folder, a recipe .toml, or the store with --uri "
+            "sqlite:////path/to/mlflow.db."
+        )
+    client = make_client(uri)  # first: it sets mlflow's environment before mlflow is imported
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = dict(client.get_run(run_id).data.tags)
+        if RUN_DIR_TAG not in tags and PARENT_TAG in tags:  # a "search"/"retrain" child run
+            tags = dict(client.get_run(tags[PARENT_TAG]).data.tags)
+    except MlflowException as exc:
+        detail = " ".join(str(getattr(exc, "message", exc)).split())[:300]
+        raise UsageError(
+            f"{run_id!r} is not a file or folder, and not a run in the MLflow store {uri} "
+            f"({detail}). Pass a run id shown by `automl-bin ui`, a run folder or a recipe."
+        ) from exc
+    folder = tags.get(RUN_DIR_TAG)
+    if not folder:
+        raise UsageError(
+            f"MLflow run {run_id!r} has no {RUN_DIR_TAG} tag, so it was not recorded by "
+            "`automl-bin run`; pass its run folder or a recipe instead."
+        )
+    return Path(folder)
