@@ -55,7 +55,7 @@ binary-network literature reports. The conventions, in one place:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 import torch
@@ -213,14 +213,10 @@ def _first_tensor(value: object) -> torch.Tensor | None:
     return None
 
 
-@torch.no_grad()
-def report(model: nn.Module, input_shape: tuple[int, ...]) -> ModelReport:
-    """Account ``model`` for one input of shape ``input_shape`` (``(C, H, W)``, no batch).
-
-    The forward runs once in eval mode (each module's train/eval flag is restored afterwards);
-    a forward that returns a tuple (auxiliary logits) is fine, the output is not used.
-    """
-    modules = dict(model.named_modules())
+def _trace_macs(model: nn.Module, modules: Mapping[str, nn.Module],
+                input_shape: tuple[int, ...]) -> tuple[dict[str, int], set[str]]:
+    """One eval-mode forward of a zero input: each module's multiply-adds and the names of the
+    modules it called (each module's train/eval flag is restored afterwards)."""
     macs: dict[str, int] = {name: 0 for name in modules}
     called: set[str] = set()
 
@@ -246,6 +242,52 @@ def report(model: nn.Module, input_shape: tuple[int, ...]) -> ModelReport:
             h.remove()
         for n, m in modules.items():
             m.training = modes[n]
+    return macs, called
+
+
+def _layer_cost(name: str, module: nn.Module, own: Sequence[nn.Parameter], macs: int,
+                learned_scale: bool) -> tuple[LayerCost, int]:
+    """The cost of one module from its own (non-architecture) parameters ``own`` and its
+    multiply-adds; with the number of its binary weights."""
+    count = sum(p.numel() for p in own)
+    w_bits, in_bits = _bits(module, "weight_bits"), _bits(module, "input_bits")
+    weight = getattr(module, "weight", None)
+    owns_weight = any(weight is p for p in own)
+    weight_bits = w_bits if w_bits < REAL_BITS and owns_weight else REAL_BITS
+    bits = count * REAL_BITS
+    binary_params = 0
+    if weight_bits < REAL_BITS:
+        binary_params = weight.numel()
+        bits -= binary_params * (REAL_BITS - weight_bits)
+        if not learned_scale:  # a scale computed from the weights is still stored
+            bits += _out_channels(module) * REAL_BITS
+    # the literature's model bits: conv/linear weights (and a linear layer's bias) only
+    n_weights = layer_model_bits = 0
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and not _is_quantizer(name):
+        if owns_weight:
+            n_weights += weight.numel()
+            layer_model_bits += weight.numel() * weight_bits
+        bias = getattr(module, "bias", None)
+        if isinstance(module, nn.Linear) and any(bias is p for p in own):
+            n_weights += bias.numel()
+            layer_model_bits += bias.numel() * REAL_BITS
+    binary = w_bits == 1 and in_bits == 1
+    return LayerCost(
+        name=name, kind=type(module).__name__, precision=f"{w_bits}/{in_bits}",
+        params=count, bits=bits, flops=0 if binary else macs, bops=macs if binary else 0,
+        quantizer=_is_quantizer(name), weights=n_weights, model_bits=layer_model_bits,
+    ), binary_params
+
+
+@torch.no_grad()
+def report(model: nn.Module, input_shape: tuple[int, ...]) -> ModelReport:
+    """Account ``model`` for one input of shape ``input_shape`` (``(C, H, W)``, no batch).
+
+    The forward runs once in eval mode (each module's train/eval flag is restored afterwards);
+    a forward that returns a tuple (auxiliary logits) is fine, the output is not used.
+    """
+    modules = dict(model.named_modules())
+    macs, called = _trace_macs(model, modules, input_shape)
 
     arch = getattr(model, "arch_parameters", None)
     arch_ids = {id(p) for p in arch()} if callable(arch) else set()
@@ -262,38 +304,12 @@ def report(model: nn.Module, input_shape: tuple[int, ...]) -> ModelReport:
         own = [p for p in module.parameters(recurse=False) if id(p) not in arch_ids]
         if not own:
             continue
-        count = sum(p.numel() for p in own)
         if name not in called:
-            excluded += count
+            excluded += sum(p.numel() for p in own)
             continue
-        w_bits, in_bits = _bits(module, "weight_bits"), _bits(module, "input_bits")
-        weight = getattr(module, "weight", None)
-        owns_weight = any(weight is p for p in own)
-        weight_bits = w_bits if w_bits < REAL_BITS and owns_weight else REAL_BITS
-        bits = count * REAL_BITS
-        if weight_bits < REAL_BITS:
-            n_weight = weight.numel()
-            binary_params += n_weight
-            bits -= n_weight * (REAL_BITS - weight_bits)
-            if name not in learned_scale:  # a scale computed from the weights is still stored
-                bits += _out_channels(module) * REAL_BITS
-        # the literature's model bits: conv/linear weights (and a linear layer's bias) only
-        n_weights = layer_model_bits = 0
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and not _is_quantizer(name):
-            if owns_weight:
-                n_weights += weight.numel()
-                layer_model_bits += weight.numel() * weight_bits
-            bias = getattr(module, "bias", None)
-            if isinstance(module, nn.Linear) and any(bias is p for p in own):
-                n_weights += bias.numel()
-                layer_model_bits += bias.numel() * REAL_BITS
-        binary = w_bits == 1 and in_bits == 1
-        layers.append(LayerCost(
-            name=name, kind=type(module).__name__, precision=f"{w_bits}/{in_bits}",
-            params=count, bits=bits,
-            flops=0 if binary else macs[name], bops=macs[name] if binary else 0,
-            quantizer=_is_quantizer(name), weights=n_weights, model_bits=layer_model_bits,
-        ))
+        layer, binary = _layer_cost(name, module, own, macs[name], name in learned_scale)
+        layers.append(layer)
+        binary_params += binary
     return ModelReport(
         layers=tuple(layers),
         params=sum(layer.params for layer in layers),

@@ -26,6 +26,7 @@ split rule and budget for all, which is what makes the comparison fair. Expansio
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import sys
@@ -284,6 +285,40 @@ def _build_member(run_raw: dict[str, Any], *, label: str, seed: int | None,
                   reference=reference)
 
 
+def _labels(base: Mapping[str, Any], member_tables: Sequence[Mapping[str, Any]],
+            references: Sequence[tuple[str, Any]]) -> list[str]:
+    """Each member table's label (its ``label``, else its strategy's name); refuses labels
+    shared by two members or with a reference run."""
+    labels = []
+    for table in member_tables:
+        merged_strategy = _merge_member(base, table).get("strategy", {})
+        labels.append(table.get("label") or str(merged_strategy.get("name", "run")))
+    all_labels = labels + [label for label, _ in references]
+    duplicates = sorted({label for label in all_labels if all_labels.count(label) > 1})
+    if duplicates:
+        raise UsageError(f"Suite members share the label(s) {duplicates}; give each member its "
+                         "own label = \"...\" (it names the row in automl-bin compare; "
+                         "\"random genotype N\" is taken by the [reference] runs).")
+    return labels
+
+
+def _check_total(members: int, points: int, n_reference: int, seeds: int) -> None:
+    total = (members * points + n_reference) * seeds
+    if total > MAX_RUNS:
+        raise UsageError(f"This recipe expands to {total} runs ({members} member(s) x "
+                         f"{points} grid point(s) + {n_reference} reference run(s), x "
+                         f"{seeds} seed(s)), more than {MAX_RUNS}; shrink the [sweep] "
+                         "grid, the reference or the seeds.")
+
+
+def _plain_base(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe without its suite tables ([[suite]], [sweep], [reference], seeds)."""
+    base = {k: v for k, v in raw.items() if k not in ("suite", "sweep", "reference")}
+    if isinstance(base.get("experiment"), dict):
+        base["experiment"] = {k: v for k, v in base["experiment"].items() if k != "seeds"}
+    return base
+
+
 def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
                   source: str = "<string>") -> SuitePlan:
     """Expand recipe data (``--set`` ``overrides`` already applied or given here) into runs.
@@ -304,36 +339,20 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
     seeds = _seeds(experiment) if isinstance(experiment, dict) else None
     is_suite = members is not None or bool(grid) or seeds is not None or n_reference > 0
 
-    base = {k: v for k, v in raw.items() if k not in ("suite", "sweep", "reference")}
-    if isinstance(base.get("experiment"), dict):
-        base["experiment"] = {k: v for k, v in base["experiment"].items() if k != "seeds"}
+    base = _plain_base(raw)
     member_tables = members if members is not None else [{}]
     references = _reference_members(base, n_reference, overrides)
-    labels = []
-    for table in member_tables:
-        merged_strategy = _merge_member(base, table).get("strategy", {})
-        labels.append(table.get("label") or str(merged_strategy.get("name", "run")))
-    all_labels = labels + [label for label, _ in references]
-    duplicates = sorted({label for label in all_labels if all_labels.count(label) > 1})
-    if duplicates:
-        raise UsageError(f"Suite members share the label(s) {duplicates}; give each member its "
-                         "own label = \"...\" (it names the row in automl-bin compare; "
-                         "\"random genotype N\" is taken by the [reference] runs).")
+    labels = _labels(base, member_tables, references)
     points = list(itertools.product(*grid.values())) if grid else [()]
     seed_list = seeds or [None]
-    total = (len(member_tables) * len(points) + n_reference) * len(seed_list)
-    if total > MAX_RUNS:
-        raise UsageError(f"This recipe expands to {total} runs ({len(member_tables)} member(s) x "
-                         f"{len(points)} grid point(s) + {n_reference} reference run(s), x "
-                         f"{len(seed_list)} seed(s)), more than {MAX_RUNS}; shrink the [sweep] "
-                         "grid, the reference or the seeds.")
-
+    _check_total(len(member_tables), len(points), n_reference, len(seed_list))
     member_raws = []
     for table in member_tables:
         member_raw = _merge_member(base, table)
         # --set applies to every member, also to sections a member replaced
         member_raws.append(apply_overrides(member_raw, [o for o in overrides
                                                         if o.split(".", 1)[0] in MEMBER_SECTIONS]))
+    build = functools.partial(_build_member, source=source, is_suite=is_suite)
     out: list[Member] = []
     # seed by seed: a suite stopped early still compares every member on the first seeds
     for seed in seed_list:
@@ -343,13 +362,11 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
                 swept = dict(zip(grid, point))
                 for key, value in swept.items():
                     _set_key(run_raw, key, value)
-                out.append(_build_member(run_raw, label=label, seed=seed, swept=swept,
-                                         source=source, is_suite=is_suite))
+                out.append(build(run_raw, label=label, seed=seed, swept=swept))
         # after the searched members, so the seed's rows are there even if a reference fails
         for label, ref_raw in references:
-            out.append(_build_member(copy.deepcopy(ref_raw), label=label, seed=seed, swept={},
-                                     source=source, is_suite=is_suite,
-                                     reference="random_genotypes"))
+            out.append(build(copy.deepcopy(ref_raw), label=label, seed=seed, swept={},
+                             reference="random_genotypes"))
     return SuitePlan(raw=raw, source=source, members=tuple(out), sweep_keys=tuple(grid),
                      is_suite=is_suite)
 
