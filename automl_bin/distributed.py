@@ -89,13 +89,11 @@ def shutdown(ctx: DistContext | None) -> None:
 
 
 def arch_parameters_of(strategy: Any) -> list[torch.Tensor]:
-    """The architecture parameters of every supernet a strategy holds (attribute order), to
-    compare across ranks; empty for strategies without a supernet."""
+    """The architecture parameters of every supernet a strategy declares
+    (`Strategy.supernets`), to compare across ranks; empty for strategies without one."""
     out: list[torch.Tensor] = []
-    for _, value in sorted(vars(strategy).items()):
-        arch = getattr(value, "arch_parameters", None)
-        if callable(arch) and hasattr(value, "weight_parameters"):
-            out.extend(arch())
+    for net in strategy.supernets().values():
+        out.extend(net.arch_parameters())
     return out
 
 

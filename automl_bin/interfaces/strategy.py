@@ -120,6 +120,12 @@ class Strategy(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the state returned by `state_dict` (called after `setup`)."""
 
+    def supernets(self) -> Mapping[str, Any]:
+        """Every supernet the strategy trains, by name (declared, never guessed): the
+        data-parallel runner compares their architecture parameters across ranks. Default:
+        none (a strategy without a supernet)."""
+        return {}
+
     def op_weights(self) -> Mapping[str, Any] | None:
         """Per cell type, the current ``edges × ops`` operation weights (for plots), or None."""
         return None

@@ -1,13 +1,13 @@
-"""Tangent propagation (DCP-NAS, method spec §3.5.2–3.5.3, §4 "Tangent constraint").
+"""Tangent propagation (DCP-NAS; docs/algorithms.md §Objective and gradients).
 
 The **tangent direction** is the real-valued Parent's architecture gradient
-``t = ∇_α L_P(w, α)`` (``L_P`` = cross-entropy, the minimisation convention of spec §3.5.3),
+``t = ∇_α L_P(w, α)`` (``L_P`` = cross-entropy, the minimisation convention of docs/algorithms.md),
 detached. The 1-bit Child, with architecture gradient ``g = ∇_α̂ L_C`` (``L_C`` = KL to the
 Parent), is pulled towards it by the constraint ``λ·D(g, t)``. ``D`` is not a loss that is
 backpropagated; it modifies the α gradient. Since ``g = g(α̂)`` and ``∂g/∂α̂ = H`` (the Hessian
 of ``L_C``, symmetric), the chain rule gives
 
-    ∇_α̂ [L_C + λ·D(g(α̂), t)] = g + λ·H·∇_g D = g + 2λ·H·v,   v := ½·∇_g D     (spec Eq. 4.33)
+    ∇_α̂ [L_C + λ·D(g(α̂), t)] = g + λ·H·∇_g D = g + 2λ·H·v,   v := ½·∇_g D     (book Eq. 4.33)
 
 and `distance_direction` returns ``v`` for each distance (`tangent_distance` gives ``D``):
 
@@ -92,7 +92,7 @@ def distance_direction(g: Tensors, t: Tensors, kind: Distance = "fro") -> list[t
 
 
 def tangent_modified_gradient(g: Tensors, hv: Tensors, lam: float) -> list[torch.Tensor]:
-    """``g + 2λ·Hv`` (spec Eq. 4.33)."""
+    """``g + 2λ·Hv`` (book Eq. 4.33)."""
     return [a + 2.0 * lam * h for a, h in zip(g, hv)]
 
 

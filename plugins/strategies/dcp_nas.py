@@ -1,4 +1,6 @@
-"""The ``dcp_nas`` strategy: Discrepant Child-Parent NAS (IJCV'23; book §4.4, Alg. 10), spec §3.5.
+"""The ``dcp_nas`` strategy: Discrepant Child-Parent NAS (IJCV'23; book §4.4, Alg. 10).
+
+See docs/algorithms.md §DCP-NAS.
 
 Two supernets over the same cell space and supernet options (``partial_k``): the **Parent** is
 real-valued (the ``none`` binarizer, built with ``env.create``), the **Child** uses the recipe's
@@ -10,7 +12,7 @@ real-valued (the ``none`` binarizer, built with ``env.create``), the **Child** u
   ``KL(p_P ‖ p_C) + μ·L_R + child_ce_weight·CE`` (``p_P`` = softmax of the Parent in eval
   mode, no grad; ``L_R`` = mean over binarized convs of ``MSE(ŵ, β∘sign ŵ)``,
   `reconstruction_term`);
-  α̂ by Adam on the modified gradient (spec Eq. 4.33)
+  α̂ by Adam on the modified gradient (book Eq. 4.33)
 
       g_total = g + 2λ·H·v,   g = ∇_α̂ L_C,   v = ½∇_g D(g, t)   (v = g − t for D = ‖g − t‖²_F)
 
@@ -23,7 +25,7 @@ real-valued (the ``none`` binarizer, built with ``env.create``), the **Child** u
   `automl_bin.search.hvp`, `automl_bin.search.decoupled`.
 - Decoupled optimization (``decoupled``, both supernets, each its own ψ̃): after each Adam step
   the edges with the larger weight norm are backtracked, ``α ← α + η·ψ̃⊙α_prev``,
-  ``η = arch_lr × weight lr``, and ψ̃ learns from the next α gradient (spec §3.5.4).
+  ``η = arch_lr × weight lr``, and ψ̃ learns from the next α gradient (docs/algorithms.md §Decoupled optimisation (D.O.)).
 
 Schedule (``schedule``):
 
@@ -42,7 +44,7 @@ Each supernet's weight lr follows a cosine over the epochs that train it. Metric
 −1 warm-up, 0 Parent, 1 Child, 2 interleaved. ``derive()`` applies the DARTS rule to the Child's
 α̂. Torch is imported inside functions only, keeping ``automl-bin check`` fast.
 
-Choices the sources leave open (spec §3.5.5 [INFER]), as implemented:
+Choices the sources leave open ([INFER], docs/algorithms.md §Search loop), as implemented:
 
 - The same-batch tangent and ``p_P`` come from one Parent forward in eval mode (running BN
   statistics, nothing updated); the EMA tangent averages the Parent's own first-order α gradients
@@ -52,7 +54,7 @@ Choices the sources leave open (spec §3.5.5 [INFER]), as implemented:
 - D.O. learns ψ̃ from the α gradient actually applied (``g + 2λ·H·v`` for the Child). Inheriting
   an architecture (alternate schedule) drops the pending ψ̃ gradient of the overwritten side;
   under ``interleaved`` it is kept (the gradient at the shared α stands in for ``∂L/∂α_used``).
-  With the spec's defaults ``η = 3e-4 × 0.025 ≈ 7.5e-6`` and α ≈ 1e-3, so ψ̃ stays tiny and D.O.
+  With the book's η and the DARTS lrs ``η = 3e-4 × 0.025 ≈ 7.5e-6`` and α ≈ 1e-3, so ψ̃ stays tiny and D.O.
   is close to plain DARTS unless ``psi_lr`` or the lrs are raised.
 - The Child's extra passes (finite differences, micro-batches) leave its BN running statistics as
   a single α step would.
@@ -60,7 +62,6 @@ Choices the sources leave open (spec §3.5.5 [INFER]), as implemented:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,7 +70,8 @@ import attrs
 
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
-from automl_bin.interfaces import Binarizer, Genotype, SearchEnv, SearchSpace, Strategy
+from automl_bin.interfaces import CELLS, Binarizer, SearchEnv, SearchSpace
+from automl_bin.search.one_shot import EpochPlan, OneShotStrategy
 from automl_bin_plugins.strategies.optimizer_keys import BilevelKeys
 
 if TYPE_CHECKING:
@@ -109,7 +111,7 @@ class DcpNasConfig(BilevelKeys):
     #: "alternate" (Alg. 10: Parent phase, Child phase, per round) or "interleaved" (both per batch)
     schedule: Literal["alternate", "interleaved"] = attrs.field(
         default="alternate", validator=_one_of("alternate", "interleaved"))
-    #: Parent/Child alternations (spec default 5)
+    #: Parent/Child alternations (default 5 [INFER])
     rounds: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     #: epochs of each Parent phase (0 = the Parent is only warmed up, then frozen)
     parent_epochs: int = attrs.field(default=5, validator=_ge0)
@@ -152,9 +154,9 @@ class DcpNasConfig(BilevelKeys):
     #: finite-difference step on α̂, scaled by 1/‖v‖
     fd_eps: float = attrs.field(default=0.01, validator=_gt0)
     # -- Child loss -------------------------------------------------------------------------------
-    #: μ of the reconstruction term μ·L_R in the Child's weight loss (spec: 0.2)
+    #: μ of the reconstruction term μ·L_R in the Child's weight loss (book: 0.2)
     mu_rec: float = attrs.field(default=0.2, validator=_ge0)
-    #: weight of CE(Child, y) added to the KL (spec default 0: KL only)
+    #: weight of CE(Child, y) added to the KL (default 0: KL only, as the DCP-NAS retraining code)
     child_ce_weight: float = attrs.field(default=0.0, validator=_ge0)
     #: copy the Parent's weights into the Child at the first Child phase
     inherit_weights: bool = False
@@ -175,7 +177,7 @@ class DcpNasConfig(BilevelKeys):
     # -- supernets and optimizers -----------------------------------------------------------------
     #: PC-DARTS partial channels for both supernets (1 = off; 4 at paper scale)
     partial_k: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    #: weight decay of the Child's latent weights (spec: 0)
+    #: weight decay of the Child's latent weights (default 0 [INFER])
     child_weight_decay: float = attrs.field(default=0.0, validator=_ge0)
 
 
@@ -194,7 +196,7 @@ def reconstruction_term(model: nn.Module) -> torch.Tensor | None:
     """``L_R = mean_l MSE(ŵ_l, β_l∘sign ŵ_l)`` over the binarized convolutions of ``model``.
 
     ``β`` is the binarizer's learned scale where it has one (``recon``: ``|M|``, trained by this
-    term as in spec §2.4), else the scale the weight quantizer applies, ``mean_c |Q(ŵ)|`` per
+    term as in docs/algorithms.md §Reconstruction binarizer), else the scale the weight quantizer applies, ``mean_c |Q(ŵ)|`` per
     output channel, held constant (``xnor``: ``mean|ŵ_c|``). Convs running real weights and
     ``recon`` quantizers that fold the reconstruction into their backward are skipped. None
     when there is no such conv (a real-valued model).
@@ -271,12 +273,10 @@ class ParentKL:
 
 
 # -- the strategy -------------------------------------------------------------------------------
-class DcpNasStrategy(Strategy):
+class DcpNasStrategy(OneShotStrategy):
     """DCP-NAS: a real Parent and a 1-bit Child; tangent propagation, GGN, decoupled α steps."""
 
     Config = DcpNasConfig
-    supports_data_parallel = True
-    differentiable = True
 
     def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
         cfg = self.config
@@ -287,15 +287,13 @@ class DcpNasStrategy(Strategy):
         if cfg.partial_k != 1 and "partial_k" not in space.supernet_options:
             return (f"partial_k = {cfg.partial_k} needs a search space with the 'partial_k' "
                     "supernet option; set partial_k = 1")
-        if cfg.decoupled and not isinstance(getattr(getattr(space, "config", None), "nodes", None),
-                                            int):
+        if cfg.decoupled and CELLS not in space.capabilities:
             return ("decoupled = true ranks the edges of a DARTS cell DAG, and the search space "
                     "has no 'nodes' setting; set decoupled = false")
         return None
 
     # -- setup --------------------------------------------------------------------------------
-    def setup(self, env: SearchEnv) -> None:
-        super().setup(env)
+    def build(self, env: SearchEnv) -> None:
         from automl_bin.search.bilevel import BilevelOptimizer
         from automl_bin.search.decoupled import (
             DecoupledState,
@@ -318,7 +316,6 @@ class DcpNasStrategy(Strategy):
                                                options).to(env.device)
         self.child = env.space.build_supernet(env.input_shape, env.num_classes, env.binarizer,
                                               options).to(env.device)
-        self.sgd = cfg.sgd_config()
         arch = cfg.arch_config()
         self.parent_bl = BilevelOptimizer(
             self.parent, make_sgd(self.parent.weight_parameters(), self.sgd), arch, order=1,
@@ -338,7 +335,6 @@ class DcpNasStrategy(Strategy):
         #: ‖Adam step‖ summed over the epoch (D.O.)
         self.effects: dict[str, list[float]] = {}
         self.warned: set[str] = set()
-        self.weight_images = 0
         self.ema = TangentEMA(decay=cfg.tangent_ema)
         self.edge_norms: dict[str, Any] = {}
         self.arch_kinds: dict[str, list[str | None]] = {}
@@ -513,7 +509,7 @@ class DcpNasStrategy(Strategy):
     def _hvp(self, grads: list[torch.Tensor], g: list[torch.Tensor], v: list[torch.Tensor],
              xv: torch.Tensor, yv: torch.Tensor, probs: torch.Tensor, recording: Any,
              logits: torch.Tensor) -> list[torch.Tensor]:
-        """``H·v`` of the Child's α loss by ``hessian`` (H of the minimised loss, spec §3.5.3).
+        """``H·v`` of the Child's α loss by ``hessian`` (H of the minimised loss, docs/algorithms.md §Objective and gradients).
 
         ``recording`` holds the mixed-op calls of the forward that gave ``grads`` (per-sample
         GGN), ``logits`` its output, whose graph is still alive (Gauss-Newton)."""
@@ -557,17 +553,38 @@ class DcpNasStrategy(Strategy):
         return info
 
     # -- epochs ---------------------------------------------------------------------------------
-    def run_epoch(self, epoch: int) -> Mapping[str, float]:
-        from automl_bin.training import RunningMeter, cosine_lr, set_lr
+    def supernets(self) -> Mapping[str, Any]:
+        return {"parent": self.parent, "child": self.child}
 
-        env = self.env
-        assert env is not None, "setup() must run first"
-        cfg = self.config
+    def weight_optimizers(self) -> Mapping[str, Any]:
+        return {"parent_w_opt": self.parent_bl.w_opt, "child_w_opt": self.child_bl.w_opt}
+
+    def arch_optimizers(self) -> Mapping[str, Any]:
+        return {"parent_a_opt": self.parent_bl.a_opt, "child_a_opt": self.child_bl.a_opt}
+
+    def searched(self, plan: EpochPlan | None = None) -> Any:
+        """The Child (the 1-bit network the search returns); in a Parent epoch, the Parent."""
+        return self.parent if plan is not None and plan.phase == PHASE_PARENT else self.child
+
+    def plan_epoch(self, epoch: int) -> EpochPlan:
+        """The phase of ``epoch`` and each supernet's lr on a cosine over its own epochs."""
+        from automl_bin.training import cosine_lr
+
         rnd, phase, first = self.schedule_position(epoch)
         lr_p = cosine_lr(self.sgd, self._epochs_of("parent", epoch), self._epochs_of("parent"))
         lr_c = cosine_lr(self.sgd, self._epochs_of("child", epoch), self._epochs_of("child"))
-        set_lr(self.parent_bl.w_opt, lr_p)
-        set_lr(self.child_bl.w_opt, lr_c)
+        label = {PHASE_WARMUP: "warm-up", PHASE_PARENT: "Parent", PHASE_CHILD: "Child",
+                 PHASE_INTERLEAVED: "interleaved"}[phase]
+        return EpochPlan(epoch=epoch, label=f"dcp_nas {label} epoch {epoch + 1}",
+                         update_arch=phase != PHASE_WARMUP,
+                         lrs={"parent_w_opt": lr_p, "child_w_opt": lr_c},
+                         lr=lr_c if phase == PHASE_CHILD else lr_p, phase=phase,
+                         info={"round": rnd, "first": first})
+
+    def begin_epoch(self, plan: EpochPlan) -> None:
+        """Architecture inheritance at the start of a phase (Alg. 10)."""
+        cfg = self.config
+        phase, rnd, first = plan.phase, plan.info["round"], plan.info["first"]
         if phase == PHASE_PARENT and first and rnd > 0:
             self._copy_arch("child", "parent")  # α ← α̂
         if phase in (PHASE_CHILD, PHASE_INTERLEAVED) and first:
@@ -575,75 +592,47 @@ class DcpNasStrategy(Strategy):
                 self._copy_arch("parent", "child")  # α̂ ← α
             if cfg.inherit_weights and not self.child_weights_inherited:
                 self._inherit_weights()
-
-        train, val = env.splits["train"], env.splits["val"]
-        steps = len(train) if not cfg.max_steps else min(len(train), cfg.max_steps)
-        parent_meter, child_meter = RunningMeter(), RunningMeter()
         self.effects = {}
-        ranks = 1 if env.dist is None else env.dist.world_size
-        sums: dict[str, float] = {}
 
-        def add(key: str, value: Any) -> None:
-            sums[key] = sums.get(key, 0.0) + float(value)
-
-        self.parent.train()
-        self.child.train()
-        label = {PHASE_WARMUP: "warm-up", PHASE_PARENT: "Parent", PHASE_CHILD: "Child",
-                 PHASE_INTERLEAVED: "interleaved"}[phase]
-        pairs = zip(train.batches(epoch), itertools.cycle(val.batches(epoch)))
-        for (xt, yt), (xv, yv) in env.reporter.track(itertools.islice(pairs, steps), steps,
-                                                     f"dcp_nas {label} epoch {epoch + 1}"):
-            if phase in (PHASE_PARENT, PHASE_WARMUP, PHASE_INTERLEAVED):
-                if phase == PHASE_PARENT:
-                    add("arch_loss", self.parent_arch_step(xt, yt, xv, yv))
-                    add("arch_steps", 1)
-                elif phase == PHASE_INTERLEAVED:
-                    self._copy_arch("child", "parent", clear_pending=False)
-                    add("parent_arch_loss", self.parent_arch_step(xt, yt, xv, yv))
-                loss, logits = self.parent_bl.weight_step(xt, yt)
-                parent_meter.update(loss, logits, yt)
-            if phase in (PHASE_CHILD, PHASE_WARMUP, PHASE_INTERLEAVED):
-                if phase != PHASE_WARMUP:
-                    if phase == PHASE_INTERLEAVED:
-                        self._copy_arch("parent", "child", clear_pending=False)
-                    info = self.child_arch_step(xv, yv)
-                    add("arch_loss", info["loss"])
-                    add("arch_steps", 1)
-                    if "distance" in info:
-                        add("tangent_distance", info["distance"])
-                        add("tangent_steps", 1)
-                loss, logits = self.child_bl.weight_step(xt, yt)
-                child_meter.update(loss, logits, yt)
-                self.weight_images += len(xt) * ranks
-                if "kl" in self.child_train_loss.last:
-                    add("train_kl", self.child_train_loss.last["kl"])
-                    add("train_kl_steps", 1)
-
-        metrics: dict[str, float] = {"phase": float(phase), "round": float(rnd),
-                                     "lr": lr_c if phase == PHASE_CHILD else lr_p}
-        active = self.parent if phase == PHASE_PARENT else self.child
+    def search_step(self, plan: EpochPlan, xt: torch.Tensor, yt: torch.Tensor,
+                    xv: torch.Tensor, yv: torch.Tensor) -> int:
+        phase, stats = plan.phase, self.stats
+        if phase in (PHASE_PARENT, PHASE_WARMUP, PHASE_INTERLEAVED):
+            if phase == PHASE_PARENT:
+                stats.mean("arch_loss", self.parent_arch_step(xt, yt, xv, yv))
+            elif phase == PHASE_INTERLEAVED:
+                self._copy_arch("child", "parent", clear_pending=False)
+                stats.mean("parent_arch_loss", self.parent_arch_step(xt, yt, xv, yv))
+            loss, logits = self.parent_bl.weight_step(xt, yt)
+            stats.observe("train" if phase == PHASE_PARENT else "parent_train", loss, logits, yt)
         if phase == PHASE_PARENT:
-            metrics.update(parent_meter.result("train"))
-        else:
-            metrics.update(child_meter.result("train"))  # train_loss: the Child's weight loss
-            if phase != PHASE_CHILD:
-                metrics.update(parent_meter.result("parent_train"))
-        if sums.get("arch_steps"):
-            metrics["arch_loss"] = sums["arch_loss"] / sums["arch_steps"]
-        if sums.get("tangent_steps"):
-            metrics["tangent_distance"] = sums["tangent_distance"] / sums["tangent_steps"]
-        if sums.get("train_kl_steps"):
-            metrics["train_kl"] = sums["train_kl"] / sums["train_kl_steps"]
+            return 0  # the searched Child's weights did not train
+        if phase != PHASE_WARMUP:
+            if phase == PHASE_INTERLEAVED:
+                self._copy_arch("parent", "child", clear_pending=False)
+            info = self.child_arch_step(xv, yv)
+            stats.mean("arch_loss", info["loss"])
+            if "distance" in info:
+                stats.mean("tangent_distance", info["distance"])
+        loss, logits = self.child_bl.weight_step(xt, yt)
+        stats.observe("train", loss, logits, yt)  # train_loss: the Child's weight loss
+        if "kl" in self.child_train_loss.last:
+            stats.mean("train_kl", self.child_train_loss.last["kl"])
+        return len(xt)
+
+    def evaluate(self, plan: EpochPlan) -> dict[str, float]:
+        return self._evaluate(plan.epoch)
+
+    def extra_metrics(self, plan: EpochPlan) -> dict[str, float]:
+        metrics: dict[str, float] = {"phase": float(plan.phase),
+                                     "round": float(plan.info["round"])}
         metrics.update(self._effect_metrics())
-        metrics["weight_images"] = float(self.weight_images)
-        metrics.update(self._evaluate(epoch))
-        metrics["alpha_entropy"] = active.arch_entropy()
         metrics["child_alpha_entropy"] = self.child.arch_entropy()
-        if cfg.decoupled:  # mean |ψ̃| of the searched supernet
-            psi = self.psi["parent" if phase == PHASE_PARENT else "child"].psi
+        if self.config.decoupled:  # mean |ψ̃| of the searched supernet
+            psi = self.psi["parent" if plan.phase == PHASE_PARENT else "child"].psi
             metrics["psi_mean"] = (sum(float(p.abs().sum()) for p in psi)
                                    / max(1, sum(p.numel() for p in psi)))
-        self.position = {"epoch": epoch, "round": rnd, "phase": phase}
+        self.position = {"epoch": plan.epoch, "round": plan.info["round"], "phase": plan.phase}
         return metrics
 
     def _effect_metrics(self) -> dict[str, float]:
@@ -704,12 +693,6 @@ class DcpNasStrategy(Strategy):
                 "kl": kl / n, "recon_mse": mse, "recon_loss": self.config.mu_rec * mse}
 
     # -- results and state ----------------------------------------------------------------------
-    def derive(self) -> Genotype:
-        return self.child.genotype()
-
-    def op_weights(self) -> Mapping[str, Any] | None:
-        return {k: v.cpu() for k, v in self.child.op_weights().items()}
-
     def tags(self) -> Mapping[str, str]:
         cfg = self.config  # the Table 4.3 ablation switches, as run tags
         return {"tangent": str(cfg.tangent).lower(), "hessian": cfg.hessian,
@@ -720,34 +703,20 @@ class DcpNasStrategy(Strategy):
         return {"tangent": float(cfg.tangent), "hessian": float(HESSIAN_CODES[cfg.hessian]),
                 "decoupled": float(cfg.decoupled)}
 
-    def state_dict(self) -> dict[str, Any]:
+    def extra_state(self) -> dict[str, Any]:
         return {
-            "parent": self.parent.state_dict(),
-            "child": self.child.state_dict(),
-            "parent_w_opt": self.parent_bl.w_opt.state_dict(),
-            "parent_a_opt": self.parent_bl.a_opt.state_dict(),
-            "child_w_opt": self.child_bl.w_opt.state_dict(),
-            "child_a_opt": self.child_bl.a_opt.state_dict(),
             "psi": {who: s.state_dict() for who, s in self.psi.items()},
             "ema": self.ema.state_dict(),
             "position": dict(self.position),
             "child_weights_inherited": self.child_weights_inherited,
-            "weight_images": self.weight_images,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.parent.load_state_dict(state["parent"])
-        self.child.load_state_dict(state["child"])
-        self.parent_bl.w_opt.load_state_dict(state["parent_w_opt"])
-        self.parent_bl.a_opt.load_state_dict(state["parent_a_opt"])
-        self.child_bl.w_opt.load_state_dict(state["child_w_opt"])
-        self.child_bl.a_opt.load_state_dict(state["child_a_opt"])
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
         for who, s in state["psi"].items():
             self.psi[who].load_state_dict(s)
         self.ema.load_state_dict(state["ema"])
         self.position = dict(state.get("position", self.position))
         self.child_weights_inherited = bool(state.get("child_weights_inherited", False))
-        self.weight_images = int(state.get("weight_images", 0))
 
 
 @hookimpl

@@ -6,7 +6,8 @@ pass of the search, one candidate op per edge by Gumbel-softmax,
 straight-through one-hot of ``s`` (`automl_bin.nn.mixed_op.hard_one_hot`): only the sampled op
 runs, and α gets its gradient through ``s``. ``τ`` anneals linearly from ``tau_max`` to
 ``tau_min`` over the epochs. Weights and α alternate as in first-order DARTS: this is the
-``darts`` strategy (its loop, schedule and checkpoint) with sampled losses, written against the
+``darts`` strategy on the one-shot base (`automl_bin.search.one_shot`: loop, schedule,
+checkpoint) with sampled losses, written against the
 documented cell calls (`Supernet.alphas`, ``with supernet.mixing(weights):``). The epoch's
 ``val_*`` metrics run the argmax op of every edge; the genotype is the DARTS rule on softmax(α).
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from automl_bin.interfaces import CELLS, MIXING, Binarizer, SearchEnv, SearchSpace
+from automl_bin.search.one_shot import EpochPlan
 from automl_bin_plugins.strategies.darts import DartsConfig, DartsStrategy
 
 if TYPE_CHECKING:
@@ -118,21 +120,21 @@ class GdasStrategy(DartsStrategy):
         return {k: torch.zeros_like(a).scatter_(-1, a.detach().argmax(-1, keepdim=True), 1.0)
                 for k, a in self.supernet.alphas().items()}
 
-    def run_epoch(self, epoch: int) -> Mapping[str, float]:
+    def begin_epoch(self, plan: EpochPlan) -> None:
         cfg = self.config
-        self.tau = temperature(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
-        metrics = dict(super().run_epoch(epoch))
-        metrics["tau"] = self.tau
-        return metrics
+        self.tau = temperature(plan.epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
 
-    def evaluate_supernet(self, batches: Any) -> dict[str, float]:
+    def extra_metrics(self, plan: EpochPlan) -> dict[str, float]:
+        return {"tau": self.tau}
+
+    def evaluate(self, plan: EpochPlan) -> dict[str, float]:
+        """``val_*`` of the argmax path (one op per edge), not of the softmax mixture."""
         with self.supernet.mixing(self.argmax_weights()):
-            return super().evaluate_supernet(batches)
+            return super().evaluate(plan)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "gumbel_rng": self.generator.get_state(), "tau": self.tau}
+    def extra_state(self) -> dict[str, Any]:
+        return {"gumbel_rng": self.generator.get_state(), "tau": self.tau}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.generator.set_state(state["gumbel_rng"])
         self.tau = float(state["tau"])
