@@ -95,7 +95,7 @@ PHASE_WARMUP, PHASE_PARENT, PHASE_CHILD, PHASE_INTERLEAVED = -1, 0, 1, 2
 #: defaults measured to make T.P. and D.O. act on the shipped CPU recipes (docs/algorithms.md)
 LAMBDA_DEFAULT = 3.0
 TANGENT_MAX_RATIO_DEFAULT = 1.0
-PSI_INIT_DEFAULT = 0.005
+PSI_INIT_DEFAULT = 0.01
 PSI_LR_DEFAULT = 0.1
 
 
