@@ -24,7 +24,7 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -33,7 +33,6 @@ from automl_bin.errors import StopRun, UsageError
 
 if TYPE_CHECKING:
     from automl_bin.interfaces import Genotype, Strategy
-    from automl_bin.phase_reporter import PhaseReporter
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "RETRAIN_CHECKPOINT", "SEARCH_DONE", "ResumePoint",
            "capture_rng", "find_resume_point", "load_checkpoint", "load_state", "logged_epoch",
@@ -237,7 +236,17 @@ def mark_search_done(run_dir: Path, genotype: Genotype) -> None:
     write_text_atomic(run_dir / SEARCH_DONE, genotype.to_json())
 
 
-def replay_reported(reporter: PhaseReporter, reported: Any, run_dir: Path) -> None:
+class EpochLog(Protocol):
+    """What `replay_reported` needs of a phase's reporter (`automl_bin.phase_reporter`)."""
+
+    phase: str
+    #: ``(epoch, metrics)`` reported so far
+    epochs: list[tuple[int, dict[str, float]]]
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+
+def replay_reported(reporter: EpochLog, reported: Any, run_dir: Path) -> None:
     """Put a resumed phase's reported epochs back in its curves, and report the last one
     again when its logging was cut off (it was checkpointed first)."""
     history = [(int(e), dict(m)) for e, m in reported or []]

@@ -25,11 +25,8 @@ PRIVATE_ACCESS_ALLOWED = {
     ("automl_bin_plugins.strategies.dcp_nas", "_ready"),  # recon's lazy-initialisation flag
 }
 #: import circles closed only by a type-only (``if TYPE_CHECKING:``) or function-level import.
-#: Temporary, reported to the lead in issue 18: resume.py annotates with PhaseReporter while
-#: phase_reporter.py imports resume. Remove an entry once it is fixed.
-CYCLES_ALLOWED = [
-    ["automl_bin.phase_reporter", "automl_bin.resume"],
-]
+#: Temporary; remove an entry once it is fixed.
+CYCLES_ALLOWED: list[list[str]] = []
 
 
 def _module_files() -> dict[str, Path]:
