@@ -24,7 +24,6 @@ there is no searched network to count (each sample trains its own), so it is not
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -127,30 +126,23 @@ class RandomSearch(Strategy):
         return self.config.epochs
 
     def _train_supernet(self, epoch: int) -> dict[str, float]:
-        import torch.nn.functional as F
-
-        from automl_bin.training import RunningMeter, clip_and_step, cosine_lr, set_lr
+        """Weight sharing: the supernet trained along a fresh uniform genotype per batch, on
+        CE alone (Li & Talwalkar), by the sampled-path trainer of the sampling strategies."""
+        from automl_bin.training import cosine_lr
+        from automl_bin_plugins.strategies.sampling_base import PathTrainee, train_paths
 
         env, net = self.env, self.supernet
         assert env is not None and net is not None
-        set_lr(self.w_opt, cosine_lr(self.sgd, epoch, self.config.epochs))
-        train = env.splits["train"]
-        steps = len(train) if not self.config.max_steps else min(len(train), self.config.max_steps)
-        weights = net.weight_parameters()
-        meter = RunningMeter()
-        net.train()
-        for x, y in env.reporter.track(itertools.islice(train.batches(epoch), steps), steps,
-                                       f"search epoch {epoch + 1}"):
-            net.set_fixed_architecture(env.space.sample_genotype(self.rng))
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
-            self.w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_and_step(weights, self.w_opt, self.config.grad_clip)
-            meter.update(loss.detach(), logits.detach(), y)
-            self.weight_images += int(y.shape[0])
-        net.set_fixed_architecture(None)
-        return meter.result("train")
+        trainee = PathTrainee(name="supernet", net=net, optimizer=self.w_opt,
+                              binarizer=env.binarizer)
+        space, rng = env.space, self.rng
+        metrics = train_paths(env, [trainee], lambda: space.sample_genotype(rng), epoch,
+                              steps=self.config.max_steps,
+                              lr=cosine_lr(self.sgd, epoch, self.config.epochs),
+                              grad_clip=self.config.grad_clip, label=f"search epoch {epoch + 1}",
+                              aux_losses=False)["supernet"]
+        self.weight_images += int(metrics.pop("train_images"))
+        return metrics
 
     def _estimation_env(self, epoch: int) -> Any:
         from automl_bin.interfaces import EstimationEnv

@@ -157,9 +157,10 @@ def train_path(env: SearchEnv, trainees: Sequence[PathTrainee], genotype: Genoty
 
 def train_paths(env: SearchEnv, trainees: Sequence[PathTrainee], path: Callable[[], Genotype],
                 epoch: int, *, steps: int, lr: float, grad_clip: float,
-                label: str) -> dict[str, dict[str, float]]:
+                label: str, aux_losses: bool = True) -> dict[str, dict[str, float]]:
     """`train_path` with the single path ``path()`` of every batch (the same for all trainees):
-    a constant for one sampled path, a fresh uniform draw per batch for the warm-up."""
+    a constant for one sampled path, a fresh uniform draw per batch for the warm-up and for
+    random search with weight sharing. ``aux_losses=False`` trains on CE alone."""
     import torch.nn.functional as F
 
     from automl_bin.nn.features import capture_features
@@ -186,7 +187,7 @@ def train_paths(env: SearchEnv, trainees: Sequence[PathTrainee], path: Callable[
                 with capture_features(t.net) as features:
                     logits = t.net(x)
                 loss = F.cross_entropy(logits, y)
-                aux = t.binarizer.aux_losses(t.net, features.value, y)
+                aux = t.binarizer.aux_losses(t.net, features.value, y) if aux_losses else {}
                 total = loss + sum(aux.values()) if aux else loss
                 t.optimizer.zero_grad(set_to_none=True)
                 total.backward()
