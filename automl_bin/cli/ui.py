@@ -262,6 +262,14 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
       MLFLOW_TRACKING_URI=sqlite:///other.db automl-bin ui
     """
     uri = resolve_tracking_uri(uri)
+    experiments = _check_store(uri, experiment, host, port)
+    _serve(uri, host, port, experiment, experiments)
+
+
+def _check_store(uri: str, experiment: str | None, host: str,
+                 port: int) -> list[Experiment] | None:
+    """Refuse what would make the server fail or serve nothing, before it starts; the store's
+    experiments when it is a sqlite file (None: ask the server once it is up)."""
     if uri.lower().startswith(("http://", "https://")):
         raise click.UsageError(
             f"--uri {uri} is already a tracking server; open it in a browser. "
@@ -281,7 +289,12 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
         raise click.UsageError(
             f"Port {port} on {host} is in use (another MLflow UI?); pass --port with a free port."
         )
+    return experiments
 
+
+def _serve(uri: str, host: str, port: int, experiment: str | None,
+           experiments: list[Experiment] | None) -> None:
+    """Run the server until it exits or Ctrl-C (or SIGTERM) stops it, printing its URLs."""
     url = f"http://{_browse_host(host)}:{port}"
     click.echo(f"Starting the MLflow UI for {uri} ...", err=True)
     proc = subprocess.Popen(server_command(uri, host, port), env=server_env())
