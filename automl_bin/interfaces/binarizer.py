@@ -61,6 +61,50 @@ class Binarizer(ABC):
     def activation_quantizer(self) -> nn.Module:
         """A module mapping a real activation tensor to its binarized form (surrogate backward)."""
 
+    def reconstruction_error(self, model: nn.Module, *,
+                             initialised_only: bool = False) -> torch.Tensor | None:
+        """``L_R = mean_l MSE(ŵ_l, β_l∘sign ŵ_l)`` (unweighted) over the convolutions of
+        ``model`` whose weights this binarizer binarizes; None when there is none.
+
+        The one definition of the reconstruction loss: a binarizer's own training term (e.g.
+        ``recon``'s ``recon_loss``) and strategies that add one (DCP-NAS ``mu_rec``) both call
+        it. A binarized convolution is a module with ``weight``, ``weight_quantizer``,
+        ``binarize_weight = True`` and ``weight_bits < 32`` (`automl_bin.nn.qconv.QConv2d`);
+        each contributes `conv_reconstruction_error`.
+
+        :param initialised_only: skip quantizers that have not yet seen a forward pass (a
+            sampled single path trains only its own ops).
+        """
+        import torch
+
+        terms = []
+        for mod in model.modules():
+            if (getattr(mod, "weight_quantizer", None) is None
+                    or not getattr(mod, "binarize_weight", False)
+                    or getattr(mod, "weight_bits", 32) >= 32):
+                continue
+            term = self.conv_reconstruction_error(mod, initialised_only=initialised_only)
+            if term is not None:
+                terms.append(term)
+        return torch.stack(terms).mean() if terms else None
+
+    def conv_reconstruction_error(self, conv: nn.Module, *,
+                                  initialised_only: bool = False) -> torch.Tensor | None:
+        """``MSE(ŵ, β∘sign ŵ)`` of one binarized convolution, or None to leave it out.
+
+        Default: ``β`` = ``mean_c |Q(ŵ)|`` per output channel, the scale the weight quantizer
+        applies (``xnor``: ``mean|ŵ_c|``), held constant. Binarizers with a learned scale
+        override this (``recon``: ``|M|``, trained by the term).
+        """
+        import torch
+
+        weight = conv.weight
+        with torch.no_grad():
+            q = conv.weight_quantizer(weight)
+            beta = q.abs().mean(dim=tuple(range(1, q.dim())), keepdim=True)
+        sign = (weight.detach() >= 0).to(weight.dtype) * 2 - 1  # 0 maps to +1, no gradient
+        return (weight - beta * sign).pow(2).mean()
+
     def aux_losses(
         self,
         model: nn.Module,

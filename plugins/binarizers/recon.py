@@ -156,6 +156,18 @@ def _classes() -> dict[str, type]:
             # every forward
             self._ready = False
 
+        @property
+        def initialised(self) -> bool:
+            """Whether ``M`` has been set from a weight (a forward ran, or a state was loaded
+            and a forward re-read it)."""
+            return self._ready
+
+        def ensure_initialised(self, weight: torch.Tensor) -> None:
+            """Set ``M`` from ``weight`` now if no forward has yet (the reconstruction loss of a
+            conv that has not run)."""
+            if not self._ready:
+                self._lazy_init(weight)
+
         def beta(self) -> torch.Tensor:
             """The per-channel scale ``(C_out, 1, 1, 1)`` of the binarized weight."""
             return self.M.abs() * FOLD_BIN if self.fold else self.M.abs()
@@ -236,22 +248,29 @@ class ReconBinarizer(Binarizer):
         cfg = self.config
         losses: dict[str, torch.Tensor] = {}
         if cfg.lambda_rec > 0 and not cfg.fold_into_backward:
-            from automl_bin.nn.qconv import QConv2d
-
-            quantizer_cls = _classes()["ReconWeightQuantizer"]
-            terms = [reconstruction_mse(mod.weight, mod.weight_quantizer.beta())
-                     for mod in model.modules()
-                     if isinstance(mod, QConv2d)
-                     # real-weight step of two-step training: nothing is binarized
-                     and getattr(mod, "binarize_weight", True)
-                     and isinstance(mod.weight_quantizer, quantizer_cls)
-                     and not mod.weight_quantizer.fold and mod.weight_quantizer._ready]
-            if terms:
-                losses["recon_loss"] = cfg.lambda_rec * torch.stack(terms).mean()
+            rec = self.reconstruction_error(model, initialised_only=True)
+            if rec is not None:
+                losses["recon_loss"] = cfg.lambda_rec * rec
         if cfg.mu_cmp > 0 and features is not None and labels is not None:
             centres = self._update_centres(features, labels) if cfg.center_momentum > 0 else None
             losses["compactness_loss"] = cfg.mu_cmp * compactness_loss(features, labels, centres)
         return losses
+
+    def conv_reconstruction_error(self, conv: nn.Module, *,
+                                  initialised_only: bool = False) -> torch.Tensor | None:
+        """``MSE(ŵ, |M|∘sign ŵ)`` with the learned scale (trained by this term); None for a
+        quantizer that folds the reconstruction into its backward, and, with
+        ``initialised_only``, for one that has not run a forward yet."""
+        quantizer = conv.weight_quantizer
+        if not isinstance(quantizer, _classes()["ReconWeightQuantizer"]):
+            return super().conv_reconstruction_error(conv, initialised_only=initialised_only)
+        if quantizer.fold:
+            return None
+        if not quantizer.initialised:
+            if initialised_only:
+                return None
+            quantizer.ensure_initialised(conv.weight)
+        return reconstruction_mse(conv.weight, quantizer.beta())
 
     def _update_centres(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Fold the batch class means into the EMA centres; returns the updated ``(K, D)``."""

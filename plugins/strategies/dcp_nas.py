@@ -11,7 +11,7 @@ real-valued (the ``none`` binarizer, built with ``env.create``), the **Child** u
 - Child: weights by SGD (no weight decay by default) on
   ``KL(p_P ‖ p_C) + μ·L_R + child_ce_weight·CE`` (``p_P`` = softmax of the Parent in eval
   mode, no grad; ``L_R`` = mean over binarized convs of ``MSE(ŵ, β∘sign ŵ)``,
-  `reconstruction_term`);
+  the Child binarizer's `Binarizer.reconstruction_error`);
   α̂ by Adam on the modified gradient (book Eq. 4.33)
 
       g_total = g + 2λ·H·v,   g = ∇_α̂ L_C,   v = ½∇_g D(g, t)   (v = g − t for D = ‖g − t‖²_F)
@@ -62,7 +62,7 @@ Choices the sources leave open ([INFER], docs/algorithms.md §Search loop), as i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["DcpNasStrategy", "DcpNasConfig", "ParentKL", "reconstruction_term", "HESSIAN_CODES",
+__all__ = ["DcpNasStrategy", "DcpNasConfig", "ParentKL", "HESSIAN_CODES",
            "PHASE_WARMUP", "PHASE_PARENT", "PHASE_CHILD", "PHASE_INTERLEAVED"]
 
 _ge0 = attrs.validators.ge(0)
@@ -192,41 +192,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def reconstruction_term(model: nn.Module) -> torch.Tensor | None:
-    """``L_R = mean_l MSE(ŵ_l, β_l∘sign ŵ_l)`` over the binarized convolutions of ``model``.
-
-    ``β`` is the binarizer's learned scale where it has one (``recon``: ``|M|``, trained by this
-    term as in docs/algorithms.md §Reconstruction binarizer), else the scale the weight quantizer applies, ``mean_c |Q(ŵ)|`` per
-    output channel, held constant (``xnor``: ``mean|ŵ_c|``). Convs running real weights and
-    ``recon`` quantizers that fold the reconstruction into their backward are skipped. None
-    when there is no such conv (a real-valued model).
-    """
-    import torch
-
-    from automl_bin.nn.qconv import QConv2d
-    from automl_bin_plugins.binarizers.recon import reconstruction_mse
-
-    terms = []
-    for mod in model.modules():
-        if not isinstance(mod, QConv2d) or not mod.binarize_weight or mod.weight_bits >= 32:
-            continue
-        quantizer = mod.weight_quantizer
-        if getattr(quantizer, "fold", False):
-            continue
-        beta_fn = getattr(quantizer, "beta", None)
-        if callable(beta_fn):
-            if not getattr(quantizer, "_ready", True):
-                with torch.no_grad():
-                    quantizer(mod.weight)  # lazy initialisation of the learned scale
-            beta = beta_fn()
-        else:
-            with torch.no_grad():
-                q = quantizer(mod.weight)
-                beta = q.abs().mean(dim=tuple(range(1, q.dim())), keepdim=True)
-        terms.append(reconstruction_mse(mod.weight, beta))
-    return torch.stack(terms).mean() if terms else None
-
-
 class ParentKL:
     """A bilevel loss ``(model, x, y) -> (loss, logits)`` distilling from the Parent:
 
@@ -235,10 +200,14 @@ class ParentKL:
     the last call (``kl``, ``ce``, ``recon``).
     """
 
-    def __init__(self, parent: nn.Module, ce_weight: float = 0.0, mu_rec: float = 0.0) -> None:
+    def __init__(self, parent: nn.Module, ce_weight: float = 0.0, mu_rec: float = 0.0,
+                 reconstruction: Callable[[nn.Module], torch.Tensor | None] | None = None
+                 ) -> None:
         self.parent = parent
         self.ce_weight = ce_weight
         self.mu_rec = mu_rec
+        #: ``L_R`` of a model: the Child binarizer's `Binarizer.reconstruction_error`
+        self.reconstruction = reconstruction
         self.last: dict[str, torch.Tensor] = {}
 
     def teacher_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -259,8 +228,8 @@ class ParentKL:
             ce = F.cross_entropy(logits, y)
             loss = loss + self.ce_weight * ce
             last["ce"] = ce.detach()
-        if self.mu_rec > 0:
-            rec = reconstruction_term(model)
+        if self.mu_rec > 0 and self.reconstruction is not None:
+            rec = self.reconstruction(model)
             if rec is not None:
                 loss = loss + self.mu_rec * rec
                 last["recon"] = rec.detach()
@@ -321,7 +290,8 @@ class DcpNasStrategy(OneShotStrategy):
             self.parent, make_sgd(self.parent.weight_parameters(), self.sgd), arch, order=1,
             grad_clip=cfg.grad_clip, dist=env.dist)
         #: the Child's weight loss (KL + μ·L_R + ce) and α loss (KL + ce)
-        self.child_train_loss = ParentKL(self.parent, cfg.child_ce_weight, cfg.mu_rec)
+        self.child_train_loss = ParentKL(self.parent, cfg.child_ce_weight, cfg.mu_rec,
+                                         reconstruction=env.binarizer.reconstruction_error)
         self.child_val_loss = ParentKL(self.parent, cfg.child_ce_weight)
         child_sgd = attrs.evolve(self.sgd, weight_decay=cfg.child_weight_decay)
         self.child_bl = BilevelOptimizer(
@@ -685,7 +655,7 @@ class DcpNasStrategy(OneShotStrategy):
                 p_loss += float(F.cross_entropy(lp, y, reduction="sum"))
                 c_loss += float(F.cross_entropy(lc, y, reduction="sum"))
                 kl += float(F.kl_div(F.log_softmax(lc, 1), F.softmax(lp, 1), reduction="sum"))
-            rec = reconstruction_term(self.child)
+            rec = self.env.binarizer.reconstruction_error(self.child)
         n = max(n, 1)
         mse = float(rec) if rec is not None else 0.0
         return {"parent_val_acc": p_correct / n, "parent_val_loss": p_loss / n,
