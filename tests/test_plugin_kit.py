@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import types
 from importlib import metadata
 from pathlib import Path
 
@@ -306,3 +308,62 @@ def test_recipe_naming_a_broken_component_fails_clearly(broken_site, tmp_path):
     assert out.returncode == 2
     assert "Unknown strategy 'not_a_strategy'" in out.stderr
     assert "automl-bin-broken-type" in out.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# docs/plugins.md "Writing a one-shot strategy": its example, run
+# --------------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def _docs_one_shot() -> types.ModuleType:
+    """The one-shot example of docs/plugins.md, as a module."""
+    text = DOCS.read_text(encoding="utf-8")
+    match = re.search(r"<!-- example: one-shot -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "docs/plugins.md lost its one-shot strategy example"
+    module = types.ModuleType("first_order")
+    exec(compile(match.group(1), "docs/plugins.md:one-shot", "exec"), module.__dict__)
+    return module
+
+
+def test_docs_one_shot_example_conforms_and_runs_from_a_recipe(tmp_path):
+    from automl_bin.testing import check_strategy, make_plugins, run_recipe, tiny_recipe_text
+
+    module = _docs_one_shot()
+    check_strategy(module.FirstOrderDarts)
+    plugins = make_plugins(("first_order", module))  # through its register_strategies hook
+    assert plugins.registry.get("strategy", "first_order").cls is module.FirstOrderDarts
+    result = run_recipe(tmp_path, tiny_recipe_text("first_order", plugins=plugins),
+                        ["strategy.max_steps=3"], plugins=plugins)
+    # what the base logs for it: meters, step means, the image count, val, entropy, lr
+    for key in ("train_loss", "train_acc", "arch_loss", "val_loss", "val_acc", "alpha_entropy",
+                "lr", "alpha_margin"):
+        assert len(result.metrics("search", key)) == 2, key
+    # per epoch 3 steps x 16 images, counted since the search began (then logged once more as
+    # the search's total)
+    assert result.metrics("search", "weight_images")[:2] == [48.0, 96.0]
+    assert result.metrics("retrain", "test_acc")
+
+
+def test_docs_one_shot_example_searches_as_first_order_darts(tmp_path):
+    """Same seed, same data: the 40-line example and the built-in darts (order 1) take the same
+    steps, so the base adds nothing a strategy must write itself."""
+    import torch
+
+    from automl_bin.testing import make_plugins, tiny_search_env
+
+    docs = _docs_one_shot().FirstOrderDarts
+    darts = make_plugins().registry.get("strategy", "darts").cls
+    runs = []
+    for cls, config in ((docs, docs.Config(epochs=2, max_steps=3)),
+                        (darts, darts.Config(epochs=2, max_steps=3, order=1))):
+        strategy = cls(config)
+        torch.manual_seed(0)
+        strategy.setup(tiny_search_env(tmp_path / cls.__name__))
+        metrics = [strategy.run_epoch(epoch) for epoch in range(2)]
+        runs.append((metrics, strategy.op_weights(), strategy.derive()))
+    (m1, w1, g1), (m2, w2, g2) = runs
+    assert m1 == m2
+    assert all(torch.equal(w1[k], w2[k]) for k in w2) and w1.keys() == w2.keys()
+    assert g1 == g2
