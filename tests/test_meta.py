@@ -150,3 +150,32 @@ def test_package_ships_py_typed():
     assert (ROOT / "automl_bin" / "py.typed").is_file()
     assert "py.typed" in project["tool"]["setuptools"]["package-data"]["automl_bin"]
     assert not any(d.startswith("cattrs") for d in project["project"]["dependencies"])
+
+
+def _one_shot_members() -> list[tuple[str, str]]:
+    import attrs
+
+    from automl_bin.search.one_shot import EpochPlan, OneShotStrategy
+
+    members = [("OneShotStrategy", n) for n in _public_members(OneShotStrategy)]
+    members += [("OneShotStrategy", f"self.{n}") for n in ("sgd", "stats", "weight_images")]
+    members += [("EpochPlan", f.name) for f in attrs.fields(EpochPlan)]
+    members += [("EpochStats", n) for n in ("stats.observe(", "stats.mean(")]
+    return members
+
+
+@pytest.mark.parametrize("owner,member", _one_shot_members(), ids=lambda v: str(v))
+def test_one_shot_base_member_is_documented(owner, member):
+    """"Writing a one-shot strategy" names every method of the base (what to implement, what
+    it provides), the fields of `EpochPlan` and the recording calls of `self.stats`."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index("## Writing a one-shot strategy")
+    section = text[start:text.index("\n## ", start + 1)]
+    spans = _code_spans(section) + re.findall(r"```python\n(.*?)```", section, re.S)
+    if member.endswith("("):
+        found = any(member in span for span in spans)
+    else:
+        word = re.compile(rf"(?<![\w.]){re.escape(member)}(?![\w])")
+        found = any(word.search(span) for span in spans)
+    assert found, (f"docs/plugins.md, 'Writing a one-shot strategy', does not mention "
+                   f"{owner} member {member!r} in code (`...`)")
