@@ -54,6 +54,7 @@ import attrs
 from automl_bin.errors import UsageError
 from automl_bin.interfaces import Binarizer, Genotype, SearchSpace, Strategy
 from automl_bin.plugins import PluginSet
+from automl_bin.registry import Registry
 from automl_bin.testing.fixtures import (
     NETWORK_SHRINK,
     SPACE_SHRINK,
@@ -206,6 +207,29 @@ def _space_for_probe(space: Any, plugins: PluginSet | None) -> Any:
         space, str) else space
 
 
+@attrs.define
+class _StrategyCase:
+    """What the strategy checks share: the class, its shrunk config and what a test environment
+    is built from (``binarizer`` holds the checked binarizer once it is resolved)."""
+
+    chk: _Checker
+    cls: type
+    cfg: Any
+    space: Any
+    binarizer: Any
+    estimator: Any
+    plugins: PluginSet | None
+    registry: Registry
+
+    def env(self, binarizer: Any = None, with_estimator: bool = True) -> Any:
+        """A fresh tiny search environment; ``binarizer`` replaces the checked one."""
+        return tiny_search_env(
+            space=self.space, binarizer=self.binarizer if binarizer is None else binarizer,
+            plugins=self.plugins,
+            estimator=(_search_estimator(self.cls, self.cfg, self.estimator, self.plugins)
+                       if with_estimator else None))
+
+
 def check_strategy(cls: type, config: Any = None, *, space: Any = None, binarizer: Any = None,
                    estimator: Any = None, plugins: PluginSet | None = None) -> ConformanceReport:
     """Check that the strategy class ``cls`` keeps the strategy contract (module docstring).
@@ -219,167 +243,221 @@ def check_strategy(cls: type, config: Any = None, *, space: Any = None, binarize
         `FakeEstimator` when ``cls.requires_estimator``).
     :param plugins: the plugin set used for names and ``env.create`` (default: built-ins).
     """
-    import torch
-
     chk = _Checker(_label("check_strategy", cls))
     chk.require(isinstance(cls, type) and issubclass(cls, Strategy),
                 "is not a subclass of automl_bin.interfaces.Strategy")
-    cfg = _strategy_config(cls, config)
+    case = _StrategyCase(chk, cls, _strategy_config(cls, config), space, binarizer, estimator,
+                         plugins, _registry(plugins))
+    probe = cls(case.cfg)
+    env = _check_strategy_compatibility(case, probe)
+    _check_strategy_refuses_binarizers(case, probe, env)
+    _check_strategy_requires_estimator(case)
+    _check_strategy_search(case, env)
+    return chk.report
 
-    def fresh_env(with_estimator: bool = True) -> Any:
-        env = tiny_search_env(space=space, binarizer=binarizer, plugins=plugins,
-                              estimator=(_search_estimator(cls, cfg, estimator, plugins)
-                                         if with_estimator else None))
-        return env
 
-    registry = _registry(plugins)
-    probe = cls(cfg)
-    if binarizer is None:
+def _check_strategy_compatibility(case: _StrategyCase, probe: Strategy) -> Any:
+    """Resolve the default binarizer and check that ``check_compatible`` accepts the test space
+    and binarizer; returns the environment the search checks run in."""
+    if case.binarizer is None:
         # the first built-in binarizer the strategy accepts (1-bit-only strategies get xnor)
-        binarizer = next((name for name in ("none", "xnor", "recon")
-                          if not probe.check_compatible(_space_for_probe(space, plugins),
-                                                        registry.create("binarizer", name))),
-                         "none")
-        chk.report.notes.append(f"checked with the {binarizer!r} binarizer")
-    env = fresh_env()
+        case.binarizer = next((name for name in ("none", "xnor", "recon")
+                               if not probe.check_compatible(
+                                   _space_for_probe(case.space, case.plugins),
+                                   case.registry.create("binarizer", name))),
+                              "none")
+        case.chk.report.notes.append(f"checked with the {case.binarizer!r} binarizer")
+    env = case.env()
     problem = probe.check_compatible(env.space, env.binarizer)
-    chk.require(not problem, f"check_compatible() rejects the test space/binarizer ({problem}); "
-                             "pass space= and binarizer= that it supports")
-    chk.report.ok("check_compatible accepts the test space and binarizer")
+    case.chk.require(not problem,
+                     f"check_compatible() rejects the test space/binarizer ({problem}); "
+                     "pass space= and binarizer= that it supports")
+    case.chk.report.ok("check_compatible accepts the test space and binarizer")
+    return env
 
-    # -- unsupported combinations: refused by check_compatible, and by setup ------------------
+
+def _check_strategy_refuses_binarizers(case: _StrategyCase, probe: Strategy, env: Any) -> None:
+    """Unsupported combinations: each built-in binarizer ``check_compatible`` refuses is
+    refused by ``setup`` too."""
     for other in ("none", "xnor"):
-        refusal = probe.check_compatible(env.space, registry.create("binarizer", other))
-        if not refusal:
-            continue
-        chk.require(isinstance(refusal, str) and refusal.strip(),
-                    f"check_compatible() with the {other!r} binarizer returned {refusal!r}; "
-                    "return None or a sentence saying what to change")
-        refused = cls(cfg)
-        try:
-            refused.setup(tiny_search_env(space=space, binarizer=other, plugins=plugins,
-                                          estimator=_search_estimator(cls, cfg, estimator,
-                                                                      plugins)))
-        except (ValueError, UsageError) as exc:
-            chk.require(str(exc).strip(), f"setup() with the refused {other!r} binarizer raised "
-                                          "an error without a message")
-        except Exception as exc:
-            raise chk.fail(f"check_compatible() refuses the {other!r} binarizer, but setup() "
-                           f"with it raised {type(exc).__name__}: {exc}; raise ValueError "
-                           "with check_compatible()'s sentence") from exc
-        else:
-            raise chk.fail(f"check_compatible() refuses the {other!r} binarizer ({refusal}), "
-                           "but setup() accepts it; raise ValueError in setup() too (runs "
-                           "built without a recipe skip check_compatible)")
-        finally:
-            refused.teardown()
-        chk.report.ok(f"an unsupported binarizer ({other!r}) is refused by check_compatible "
-                      "and setup")
+        refusal = probe.check_compatible(env.space, case.registry.create("binarizer", other))
+        if refusal:
+            _check_strategy_refuses_binarizer(case, other, refusal)
 
-    # -- unsupported combination: a required estimator is missing ------------------------------
-    if getattr(cls, "requires_estimator", False):
-        lonely = cls(cfg)
-        try:
-            lonely.setup(fresh_env(with_estimator=False))
-            lonely.run_epoch(0)
-        except (ValueError, UsageError) as exc:
-            chk.require(str(exc).strip(), "raised an error without a message when set up without "
-                                          "its required estimator")
-            chk.report.ok("requires_estimator: a missing estimator raises a clear error")
-        except Exception as exc:
-            raise chk.fail(
-                f"requires_estimator = True, but running without an estimator raised "
-                f"{type(exc).__name__}: {exc}; raise ValueError (or UsageError) in setup() that "
-                "says which recipe key to set") from exc
-        else:
-            raise chk.fail("requires_estimator = True, but setup() and run_epoch() without an "
-                           "estimator raised nothing; raise ValueError in setup() saying which "
-                           "recipe key to set")
-        finally:
-            lonely.teardown()
 
-    # -- setup, one epoch, architecture change --------------------------------------------------
-    strategy = cls(cfg)
+def _check_strategy_refuses_binarizer(case: _StrategyCase, other: str, refusal: Any) -> None:
+    chk = case.chk
+    chk.require(isinstance(refusal, str) and refusal.strip(),
+                f"check_compatible() with the {other!r} binarizer returned {refusal!r}; "
+                "return None or a sentence saying what to change")
+    refused = case.cls(case.cfg)
+    try:
+        refused.setup(case.env(binarizer=other))
+    except (ValueError, UsageError) as exc:
+        chk.require(str(exc).strip(), f"setup() with the refused {other!r} binarizer raised "
+                                      "an error without a message")
+    except Exception as exc:
+        raise chk.fail(f"check_compatible() refuses the {other!r} binarizer, but setup() "
+                       f"with it raised {type(exc).__name__}: {exc}; raise ValueError "
+                       "with check_compatible()'s sentence") from exc
+    else:
+        raise chk.fail(f"check_compatible() refuses the {other!r} binarizer ({refusal}), "
+                       "but setup() accepts it; raise ValueError in setup() too (runs "
+                       "built without a recipe skip check_compatible)")
+    finally:
+        refused.teardown()
+    chk.report.ok(f"an unsupported binarizer ({other!r}) is refused by check_compatible "
+                  "and setup")
+
+
+def _check_strategy_requires_estimator(case: _StrategyCase) -> None:
+    """Unsupported combination: a required estimator is missing."""
+    if not getattr(case.cls, "requires_estimator", False):
+        return
+    chk = case.chk
+    lonely = case.cls(case.cfg)
+    try:
+        lonely.setup(case.env(with_estimator=False))
+        lonely.run_epoch(0)
+    except (ValueError, UsageError) as exc:
+        chk.require(str(exc).strip(), "raised an error without a message when set up without "
+                                      "its required estimator")
+        chk.report.ok("requires_estimator: a missing estimator raises a clear error")
+    except Exception as exc:
+        raise chk.fail(
+            f"requires_estimator = True, but running without an estimator raised "
+            f"{type(exc).__name__}: {exc}; raise ValueError (or UsageError) in setup() that "
+            "says which recipe key to set") from exc
+    else:
+        raise chk.fail("requires_estimator = True, but setup() and run_epoch() without an "
+                       "estimator raised nothing; raise ValueError in setup() saying which "
+                       "recipe key to set")
+    finally:
+        lonely.teardown()
+
+
+def _check_strategy_search(case: _StrategyCase, env: Any) -> None:
+    """Setup, one epoch, derive, op weights, final metrics and the state round trip, on one
+    instance that is torn down however the checks end."""
+    import torch
+
+    strategy = case.cls(case.cfg)
     torch.manual_seed(0)
     try:
-        strategy.setup(env)
-        epochs = strategy.num_epochs()
-        chk.require(isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1,
-                    f"num_epochs() must be an int >= 1, got {epochs!r}")
-        chk.report.ok(f"setup and num_epochs() = {epochs}")
-
-        before = (_snapshot(strategy.state_dict()), _snapshot(strategy.op_weights()),
-                  _derive_or_error(strategy))
-        metrics = _check_metrics(chk, strategy.run_epoch(0), "run_epoch(0)")
-        chk.report.ok(f"run_epoch(0) returns finite metrics {sorted(metrics)}")
-        state = strategy.state_dict()
-        chk.require(isinstance(state, Mapping), f"state_dict() must return a mapping, got "
-                                                f"{type(state).__name__}")
-        after = (_snapshot(state), _snapshot(strategy.op_weights()), _derive_or_error(strategy))
-        changed = [what for what, a, b in zip(("state_dict()", "op_weights()", "derive()"),
-                                              before, after) if not _same(a, b)]
-        if changed:
-            chk.report.ok(f"one epoch changes the architecture state ({', '.join(changed)})")
-        else:
-            declared = getattr(cls, "changes_architecture_each_epoch", True) is False
-            reason = getattr(cls, "why_architecture_may_not_change", None)
-            chk.require(declared and isinstance(reason, str) and reason.strip(),
-                        "one search epoch (run_epoch(0)) left the architecture state unchanged: "
-                        "state_dict(), op_weights() and derive() are the same before and after. "
-                        "Update the architecture every epoch, return the search state from "
-                        "state_dict(), or declare why an epoch may change nothing with the class "
-                        "attributes changes_architecture_each_epoch = False and "
-                        "why_architecture_may_not_change = '...'")
-            chk.report.ok("declares why an epoch may leave the architecture unchanged")
-            chk.report.notes.append(f"architecture unchanged after one epoch: {reason}")
-
-        # -- derive, op weights, final metrics ---------------------------------------------------
-        genotype = _check_genotype(chk, strategy.derive(), env.space, "derive()")
-        chk.report.ok("derive() returns a valid genotype with a JSON round trip")
-        weights = strategy.op_weights()
-        if weights is not None:
-            chk.require(isinstance(weights, Mapping),
-                        f"op_weights() must be None or a mapping cell type -> (edges x ops), got "
-                        f"{type(weights).__name__}")
-            n_ops = len(env.space.op_names)
-            for cell, w in weights.items():
-                shape = tuple(getattr(w, "shape", ()) or (len(w), len(w[0]) if len(w) else 0))
-                chk.require(len(shape) == 2 and shape[1] == n_ops,
-                            f"op_weights()[{cell!r}] has shape {shape}; it must be (edges, "
-                            f"{n_ops}) with one column per op of space.op_names")
-            chk.report.ok("op_weights() has one column per op")
-        _check_metrics(chk, strategy.final_metrics(), "final_metrics()")
-
-        # -- state_dict round trip into a fresh instance ----------------------------------------
-        buffer = io.BytesIO()
-        try:
-            torch.save(dict(state), buffer)
-            buffer.seek(0)
-            loaded = torch.load(buffer, weights_only=True)
-        except Exception as exc:
-            raise chk.fail(f"state_dict() does not round-trip through torch.save and "
-                           f"torch.load(weights_only=True), as checkpoints do: "
-                           f"{type(exc).__name__}: {exc}; return tensors and plain data "
-                           "(dicts, lists, tuples, str, int, float, bool, None)") from exc
-        resumed = cls(cfg)
-        try:
-            torch.manual_seed(1)  # a different init: everything must come from the state
-            resumed.setup(fresh_env())
-            resumed.load_state_dict(loaded)
-            chk.require(_derive_or_error(resumed) == genotype,
-                        "a fresh instance after setup() and load_state_dict(state_dict()) derives "
-                        f"{_derive_or_error(resumed)!r}, not {genotype!r}; return everything the "
-                        "search decided from state_dict() and restore it in load_state_dict()")
-            chk.report.ok("state_dict round trip: a resumed instance derives the same genotype")
-            if resumed.num_epochs() > 1:
-                _check_metrics(chk, resumed.run_epoch(1), "run_epoch(1) after load_state_dict")
-                chk.report.ok("a resumed instance runs the next epoch")
-        finally:
-            resumed.teardown()
+        state = _check_strategy_first_epoch(case, strategy, env)
+        genotype = _check_strategy_derive(case, strategy, env.space)
+        _check_strategy_state_roundtrip(case, state, genotype)
     finally:
         strategy.teardown()
-    chk.report.ok("teardown()")
-    return chk.report
+    case.chk.report.ok("teardown()")
+
+
+def _check_strategy_first_epoch(case: _StrategyCase, strategy: Strategy, env: Any) -> Mapping:
+    """``setup``, ``num_epochs()`` and ``run_epoch(0)``; returns the state after the epoch."""
+    chk = case.chk
+    strategy.setup(env)
+    epochs = strategy.num_epochs()
+    chk.require(isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1,
+                f"num_epochs() must be an int >= 1, got {epochs!r}")
+    chk.report.ok(f"setup and num_epochs() = {epochs}")
+
+    before = (_snapshot(strategy.state_dict()), _snapshot(strategy.op_weights()),
+              _derive_or_error(strategy))
+    metrics = _check_metrics(chk, strategy.run_epoch(0), "run_epoch(0)")
+    chk.report.ok(f"run_epoch(0) returns finite metrics {sorted(metrics)}")
+    state = strategy.state_dict()
+    chk.require(isinstance(state, Mapping), f"state_dict() must return a mapping, got "
+                                            f"{type(state).__name__}")
+    after = (_snapshot(state), _snapshot(strategy.op_weights()), _derive_or_error(strategy))
+    _check_strategy_architecture_change(case, before, after)
+    return state
+
+
+def _check_strategy_architecture_change(case: _StrategyCase, before: tuple, after: tuple) -> None:
+    """The epoch changed the architecture state, or the class declares why it may not."""
+    chk, cls = case.chk, case.cls
+    changed = [what for what, a, b in zip(("state_dict()", "op_weights()", "derive()"),
+                                          before, after) if not _same(a, b)]
+    if changed:
+        chk.report.ok(f"one epoch changes the architecture state ({', '.join(changed)})")
+        return
+    declared = getattr(cls, "changes_architecture_each_epoch", True) is False
+    reason = getattr(cls, "why_architecture_may_not_change", None)
+    chk.require(declared and isinstance(reason, str) and reason.strip(),
+                "one search epoch (run_epoch(0)) left the architecture state unchanged: "
+                "state_dict(), op_weights() and derive() are the same before and after. "
+                "Update the architecture every epoch, return the search state from "
+                "state_dict(), or declare why an epoch may change nothing with the class "
+                "attributes changes_architecture_each_epoch = False and "
+                "why_architecture_may_not_change = '...'")
+    chk.report.ok("declares why an epoch may leave the architecture unchanged")
+    chk.report.notes.append(f"architecture unchanged after one epoch: {reason}")
+
+
+def _check_strategy_derive(case: _StrategyCase, strategy: Strategy,
+                           space: SearchSpace) -> Genotype:
+    """``derive()``, ``op_weights()`` and ``final_metrics()``; returns the derived genotype."""
+    chk = case.chk
+    genotype = _check_genotype(chk, strategy.derive(), space, "derive()")
+    chk.report.ok("derive() returns a valid genotype with a JSON round trip")
+    weights = strategy.op_weights()
+    if weights is not None:
+        _check_strategy_op_weights(chk, weights, len(space.op_names))
+    _check_metrics(chk, strategy.final_metrics(), "final_metrics()")
+    return genotype
+
+
+def _check_strategy_op_weights(chk: _Checker, weights: Any, n_ops: int) -> None:
+    chk.require(isinstance(weights, Mapping),
+                f"op_weights() must be None or a mapping cell type -> (edges x ops), got "
+                f"{type(weights).__name__}")
+    for cell, w in weights.items():
+        shape = tuple(getattr(w, "shape", ()) or (len(w), len(w[0]) if len(w) else 0))
+        chk.require(len(shape) == 2 and shape[1] == n_ops,
+                    f"op_weights()[{cell!r}] has shape {shape}; it must be (edges, "
+                    f"{n_ops}) with one column per op of space.op_names")
+    chk.report.ok("op_weights() has one column per op")
+
+
+def _check_strategy_state_roundtrip(case: _StrategyCase, state: Mapping,
+                                    genotype: Genotype) -> None:
+    """The state survives a checkpoint's save/load, and a fresh instance loaded with it derives
+    the same genotype and runs the next epoch."""
+    import torch
+
+    chk = case.chk
+    loaded = _checkpoint_roundtrip(chk, state)
+    resumed = case.cls(case.cfg)
+    try:
+        torch.manual_seed(1)  # a different init: everything must come from the state
+        resumed.setup(case.env())
+        resumed.load_state_dict(loaded)
+        chk.require(_derive_or_error(resumed) == genotype,
+                    "a fresh instance after setup() and load_state_dict(state_dict()) derives "
+                    f"{_derive_or_error(resumed)!r}, not {genotype!r}; return everything the "
+                    "search decided from state_dict() and restore it in load_state_dict()")
+        chk.report.ok("state_dict round trip: a resumed instance derives the same genotype")
+        if resumed.num_epochs() > 1:
+            _check_metrics(chk, resumed.run_epoch(1), "run_epoch(1) after load_state_dict")
+            chk.report.ok("a resumed instance runs the next epoch")
+    finally:
+        resumed.teardown()
+
+
+def _checkpoint_roundtrip(chk: _Checker, state: Mapping) -> Any:
+    """``state`` after ``torch.save`` and ``torch.load(weights_only=True)``, as checkpoints do."""
+    import torch
+
+    buffer = io.BytesIO()
+    try:
+        torch.save(dict(state), buffer)
+        buffer.seek(0)
+        return torch.load(buffer, weights_only=True)
+    except Exception as exc:
+        raise chk.fail(f"state_dict() does not round-trip through torch.save and "
+                       f"torch.load(weights_only=True), as checkpoints do: "
+                       f"{type(exc).__name__}: {exc}; return tensors and plain data "
+                       "(dicts, lists, tuples, str, int, float, bool, None)") from exc
 
 
 # --------------------------------------------------------------------------------------------
