@@ -495,23 +495,37 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
       dict loads into a fresh one that computes the same output.
     """
     import torch
-    from torch import nn
-
-    from automl_bin.nn.qconv import QConv2d
 
     chk = _Checker(_label("check_binarizer", cls))
     chk.require(isinstance(cls, type) and issubclass(cls, Binarizer),
                 "is not a subclass of automl_bin.interfaces.Binarizer")
     cfg = _structure(cls.Config, config, "binarizer")
     binarizer = cls(cfg)
+    _check_binarizer_bits(chk, binarizer)
+    torch.manual_seed(0)
+    _check_binarizer_weights(chk, binarizer)
+    _check_binarizer_activations(chk, binarizer)
+    torch.manual_seed(0)
+    conv, inputs = _check_binarizer_qconv(chk, binarizer)
+    _check_qconv_state_roundtrip(chk, conv, inputs, cls(cfg),
+                                 binarize_input=binarizer.activation_bits < 32)
+    return chk.report
+
+
+def _check_binarizer_bits(chk: _Checker, binarizer: Binarizer) -> None:
     wb, ab = binarizer.weight_bits, binarizer.activation_bits
     for attr, bits in (("weight_bits", wb), ("activation_bits", ab)):
         chk.require(isinstance(bits, int) and not isinstance(bits, bool) and 1 <= bits <= 32,
                     f"{attr} must be an int between 1 and 32, got {bits!r}")
     chk.report.ok(f"bit widths: weights {wb}, activations {ab}")
 
-    # -- weights --------------------------------------------------------------------------------
-    torch.manual_seed(0)
+
+def _check_binarizer_weights(chk: _Checker, binarizer: Binarizer) -> None:
+    """The weight quantizer keeps the weight's shape, takes the values its bit width allows and
+    passes a gradient back."""
+    import torch
+    from torch import nn
+
     weight = torch.randn(8, 4, 3, 3, requires_grad=True)
     quantizer = binarizer.weight_quantizer(8)
     chk.require(isinstance(quantizer, nn.Module), f"weight_quantizer() must return an nn.Module, "
@@ -520,9 +534,23 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
     chk.require(tuple(out.shape) == (8, 4, 3, 3), f"the weight quantizer maps (8, 4, 3, 3) to "
                                                   f"{tuple(out.shape)}")
     chk.require(bool(torch.isfinite(out).all()), "the weight quantizer output is not finite")
-    values = out.detach()
+    _check_weight_values(chk, out.detach(), weight.detach(), binarizer.weight_bits)
+    out.backward(torch.randn_like(out))
+    _check_gradient(chk, weight, "weight quantizer backward")
+    for name, p in quantizer.named_parameters():
+        if p.grad is not None:
+            chk.require(bool(torch.isfinite(p.grad).all()),
+                        f"the weight quantizer's parameter {name!r} gets a non-finite gradient")
+    chk.report.ok("weight gradients flow with the weight's shape")
+
+
+def _check_weight_values(chk: _Checker, values: Any, weight: Any, wb: int) -> None:
+    """The quantized weight ``values`` of ``weight`` at ``wb`` bits: the identity at 32, ±s per
+    output channel at 1, at most ``2**wb`` values per channel otherwise."""
+    import torch
+
     if wb >= 32:
-        chk.require(torch.equal(values, weight.detach()),
+        chk.require(torch.equal(values, weight),
                     "weight_bits = 32 (real-valued), but the weight quantizer is not the identity")
         chk.report.ok("real weights: identity")
     elif wb == 1:
@@ -539,15 +567,14 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
             chk.require(n <= 2**wb, f"weight_bits = {wb}, but output channel {c} takes {n} "
                                     f"distinct values (at most {2**wb})")
         chk.report.ok(f"{wb}-bit weights: at most {2**wb} values per channel")
-    out.backward(torch.randn_like(out))
-    _check_gradient(chk, weight, "weight quantizer backward")
-    for name, p in quantizer.named_parameters():
-        if p.grad is not None:
-            chk.require(bool(torch.isfinite(p.grad).all()),
-                        f"the weight quantizer's parameter {name!r} gets a non-finite gradient")
-    chk.report.ok("weight gradients flow with the weight's shape")
 
-    # -- activations ----------------------------------------------------------------------------
+
+def _check_binarizer_activations(chk: _Checker, binarizer: Binarizer) -> None:
+    """The activation quantizer keeps the input's shape, takes the values its bit width allows
+    and passes a gradient back."""
+    import torch
+    from torch import nn
+
     x = (1.5 * torch.randn(2, 4, 5, 5)).requires_grad_(True)
     act = binarizer.activation_quantizer()
     chk.require(isinstance(act, nn.Module), f"activation_quantizer() must return an nn.Module, "
@@ -556,9 +583,20 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
     chk.require(y.shape == x.shape, f"the activation quantizer maps {tuple(x.shape)} to "
                                     f"{tuple(y.shape)}")
     chk.require(bool(torch.isfinite(y).all()), "the activation quantizer output is not finite")
-    yv = y.detach()
+    _check_activation_values(chk, binarizer, y.detach(), x.detach())
+    y.backward(torch.randn_like(y))
+    _check_gradient(chk, x, "activation quantizer backward")
+    chk.report.ok("activation gradients flow with the input's shape")
+
+
+def _check_activation_values(chk: _Checker, binarizer: Binarizer, yv: Any, x: Any) -> None:
+    """The quantized activations ``yv`` of ``x``: the identity at 32 bits, ±1 (±k per position
+    with ``act_scale``) at 1 bit, at most ``2**bits`` values otherwise."""
+    import torch
+
+    ab = binarizer.activation_bits
     if ab >= 32:
-        chk.require(torch.equal(yv, x.detach()),
+        chk.require(torch.equal(yv, x),
                     "activation_bits = 32, but the activation quantizer is not the identity")
         chk.report.ok("real activations: identity")
     elif ab == 1:
@@ -577,12 +615,17 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
         n = len(yv.unique())
         chk.require(n <= 2**ab, f"activation_bits = {ab}, but the output takes {n} distinct "
                                 f"values (at most {2**ab})")
-    y.backward(torch.randn_like(y))
-    _check_gradient(chk, x, "activation quantizer backward")
-    chk.report.ok("activation gradients flow with the input's shape")
 
-    # -- a convolution built with it, aux losses --------------------------------------------------
-    torch.manual_seed(0)
+
+def _check_binarizer_qconv(chk: _Checker, binarizer: Binarizer) -> tuple[Any, Any]:
+    """A `QConv2d` built with the binarizer runs forward and backward with its aux losses;
+    returns the convolution and its input."""
+    import torch
+    from torch import nn
+
+    from automl_bin.nn.qconv import QConv2d
+
+    ab = binarizer.activation_bits
     conv = QConv2d(4, 8, 3, binarizer=binarizer, padding=1, binarize_input=ab < 32)
     model = nn.Sequential(conv, nn.BatchNorm2d(8))
     inputs = torch.randn(6, 4, 6, 6)
@@ -592,7 +635,22 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
                 f"{tuple(logits.shape)}")
     features = logits.mean(dim=(2, 3))
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    loss = logits.square().mean()
+    loss = logits.square().mean() + _check_aux_losses(chk, binarizer, model, features, labels)
+    loss.backward()
+    _check_gradient(chk, conv.weight, "QConv2d backward (latent weight)")
+    chk.require(conv.weight_bits == binarizer.weight_bits,
+                "QConv2d does not carry the binarizer's weight_bits")
+    chk.report.ok("QConv2d forward and backward")
+    return conv, inputs
+
+
+def _check_aux_losses(chk: _Checker, binarizer: Binarizer, model: Any, features: Any,
+                      labels: Any) -> Any:
+    """Both ``aux_losses`` calls return dicts of finite scalar tensors; returns the sum of the
+    terms of the call with features and labels (the one a training step adds)."""
+    import torch
+
+    total = torch.zeros(())
     for call, kwargs in (("aux_losses(model, features, labels)",
                           {"features": features, "labels": labels}), ("aux_losses(model)", {})):
         terms = binarizer.aux_losses(model, **kwargs)
@@ -604,17 +662,24 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
                         f"{call} must map names to scalar tensors; {name!r} -> {term!r}")
             chk.require(bool(torch.isfinite(term).all()), f"{call}: {name!r} is not finite")
         if kwargs:
-            loss = loss + sum(terms.values(), torch.zeros(()))
+            total = sum(terms.values(), torch.zeros(()))
             chk.report.ok(f"aux_losses returns finite scalars {sorted(terms)}")
-    loss.backward()
-    _check_gradient(chk, conv.weight, "QConv2d backward (latent weight)")
-    chk.require(conv.weight_bits == wb, "QConv2d does not carry the binarizer's weight_bits")
-    chk.report.ok("QConv2d forward and backward")
+    return total
+
+
+def _check_qconv_state_roundtrip(chk: _Checker, conv: Any, inputs: Any,
+                                 fresh_binarizer: Binarizer, *, binarize_input: bool) -> None:
+    """A fresh `QConv2d` (built with ``fresh_binarizer``) loaded with ``conv``'s state dict
+    computes the same output."""
+    import torch
+
+    from automl_bin.nn.qconv import QConv2d
 
     conv.eval()
     with torch.no_grad():
         expected = conv(inputs)
-    clone = QConv2d(4, 8, 3, binarizer=cls(cfg), padding=1, binarize_input=ab < 32)
+    clone = QConv2d(4, 8, 3, binarizer=fresh_binarizer, padding=1,
+                    binarize_input=binarize_input)
     try:
         clone.load_state_dict(conv.state_dict())
     except Exception as exc:
@@ -625,7 +690,6 @@ def check_binarizer(cls: type, config: Any = None) -> ConformanceReport:
                     "a fresh QConv2d loaded with another's state dict computes another output; "
                     "keep the quantizer's state in parameters or buffers")
     chk.report.ok("QConv2d state dict round trip")
-    return chk.report
 
 
 # --------------------------------------------------------------------------------------------
