@@ -69,14 +69,14 @@ from automl_bin.data import TensorBatches, make_splits
 from automl_bin.interfaces import SearchEnv
 from automl_bin.plugins import load_plugins
 from automl_bin.recipe import load_recipe, resolve
-from automl_bin.testing.fixtures import RecordingReporter
-from automl_bin.training import cosine_lr
-from automl_bin_plugins.strategies.sampling_base import (
+from automl_bin.search.sampled_path import (
     SampledPathStrategy,
     make_supernet_estimator,
     score_path,
     train_path,
 )
+from automl_bin.testing.fixtures import RecordingReporter
+from automl_bin.training import cosine_lr
 
 ROOT = Path(__file__).resolve().parent.parent
 #: 1,280 images and the warm-up that makes 150 steps of them, on top of the BNAS/CP-NAS fmnist

@@ -8,9 +8,9 @@ import torch
 from automl_bin.interfaces import CELLS, MIXING, CellStructure, CellType
 from automl_bin.nn.mixed_op import MixedOp, hard_one_hot
 from automl_bin.search.decoupled import EdgeWeightNorms, arch_parameter_kinds
+from automl_bin.search.sampled_path import dag_problem
 from automl_bin_plugins.binarizers.none import NoBinarizer
 from automl_bin_plugins.darts_space.space import DartsConfig, DartsSpace
-from automl_bin_plugins.strategies.sampling_base import dag_problem
 
 SHAPE = (1, 8, 8)
 

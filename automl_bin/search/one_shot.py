@@ -100,7 +100,7 @@ class OneShotStrategy(Strategy):
 
     The config must provide ``max_steps`` (steps per epoch, 0 = the whole training split),
     ``warmup_epochs`` (weights-only epochs at the start) and ``sgd_config()`` (the weight SGD
-    and its cosine schedule), as `automl_bin_plugins.strategies.optimizer_keys.BilevelKeys` does.
+    and its cosine schedule), as `automl_bin.search.optimizer_keys.BilevelKeys` does.
     """
 
     differentiable = True

@@ -2,8 +2,9 @@
 
 `WeightSgdKeys` (the supernet weights' SGD, cosine-annealed from ``lr`` to ``lr_min``) and
 `BilevelKeys` (those plus Adam on the architecture parameters) are attrs bases of the
-strategies' ``Config`` classes, so every strategy spells, documents and validates these keys the
-same way. (One chain, not two mixins: frozen attrs classes have slots, which cannot be
+strategies' ``Config`` classes (built-in and third-party, on `automl_bin.search.one_shot` or
+`automl_bin.search.sampled_path`), so every strategy spells, documents and validates these keys
+the same way. (One chain, not two mixins: frozen attrs classes have slots, which cannot be
 combined by multiple inheritance.)
 Defaults are DARTS' CIFAR-10 search settings (docs/algorithms.md §DARTS bilevel step). Kept free
 of torch: ``automl-bin check`` validates recipes without importing it.

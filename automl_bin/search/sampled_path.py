@@ -1,6 +1,13 @@
-"""The sampled-path loop shared by BNAS/BNAS2 (``bnas``) and CP-NAS (``cp_nas``).
+"""`SampledPathStrategy`: the template of every search that samples single paths for the pruner.
 
-See docs/algorithms.md §BNAS and BNAS2 and §CP-NAS.
+A sampled-path strategy declares the supernets it trains (`build_trainees`) and how their
+scores become one reward (`reward`); the base owns the rest: the warm-up, proposing paths
+through `automl_bin.search.pruning.OperationPruner`, training along them (`train_paths`, the
+one path-training loop), scoring them, crediting the reward and pruning, the learning-rate
+schedule, checkpoint state and the pruning-history artifacts. BNAS/BNAS2 (``bnas``) and CP-NAS
+(``cp_nas``) are written on it, and the ``random`` strategy trains its shared supernet with
+`train_paths`; see docs/plugins.md, "Writing a sampled-path strategy", and docs/algorithms.md
+§BNAS and BNAS2 and §CP-NAS.
 
 After ``warmup_epochs`` epochs of uniform single-path training (a fresh path per batch, nothing
 credited: an untrained supernet's rewards are noise), one runner epoch = one sampled single-path
@@ -15,8 +22,9 @@ of a round the pruner removes one op per edge, ranked by the rewards of that rou
 (``reward_window = "round"``, Eq. 4.16; ``"all"`` ranks by the whole search). So ``num_epochs =
 warmup_epochs + T·Σ_{K=2}^{K0} K``.
 
-`train_path`, `score_path`, `make_supernet_estimator` and `cell_edges` are also used by the
-``random`` strategy's ``sampling`` mode. Torch is imported inside functions only.
+`train_paths`, `train_path`, `score_path`, `make_supernet_estimator` and `cell_edges` are also
+used by the ``random`` strategy. Torch is imported inside functions only (``automl-bin
+check`` validates recipes without it).
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ import attrs
 from automl_bin.interfaces import Binarizer, Estimator, Genotype, SearchEnv, SearchSpace, Strategy
 from automl_bin.interfaces.cell_structure import CELLS
 from automl_bin.plots.sampling import plot_remaining_ops
+from automl_bin.search.optimizer_keys import WeightSgdKeys
 from automl_bin.search.pruning import Architecture, OperationPruner, total_trials
-from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +49,7 @@ if TYPE_CHECKING:
     from automl_bin.interfaces.supernet import Supernet
 
 __all__ = ["SampledPathConfig", "SampledPathStrategy", "PathTrainee", "train_path", "train_paths",
-           "score_path", "make_supernet_estimator", "cell_edges"]
+           "score_path", "make_supernet_estimator", "cell_edges", "dag_problem"]
 
 _ge0 = attrs.validators.ge(0)
 _gt0 = attrs.validators.gt(0)

@@ -26,7 +26,7 @@ import attrs
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import SearchEnv
-from automl_bin_plugins.strategies.sampling_base import (
+from automl_bin.search.sampled_path import (
     PathTrainee,
     SampledPathConfig,
     SampledPathStrategy,

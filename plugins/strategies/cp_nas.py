@@ -29,7 +29,7 @@ from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import Binarizer, SearchEnv, SearchSpace
 from automl_bin.search.pruning import Architecture
-from automl_bin_plugins.strategies.sampling_base import (
+from automl_bin.search.sampled_path import (
     PathTrainee,
     SampledPathConfig,
     SampledPathStrategy,

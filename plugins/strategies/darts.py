@@ -19,7 +19,7 @@ from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import SearchEnv
 from automl_bin.search.one_shot import EpochPlan, OneShotStrategy
-from automl_bin_plugins.strategies.optimizer_keys import BilevelKeys
+from automl_bin.search.optimizer_keys import BilevelKeys
 
 __all__ = ["DartsStrategy", "DartsConfig"]
 

@@ -33,7 +33,7 @@ import attrs
 from automl_bin import hookimpl
 from automl_bin.hookspecs import Register
 from automl_bin.interfaces import Binarizer, Genotype, SearchEnv, SearchSpace, Strategy
-from automl_bin_plugins.strategies.optimizer_keys import WeightSgdKeys
+from automl_bin.search.optimizer_keys import WeightSgdKeys
 
 __all__ = ["RandomSearch"]
 
@@ -80,7 +80,7 @@ class RandomSearch(Strategy):
 
     def check_compatible(self, space: SearchSpace, binarizer: Binarizer) -> str | None:
         if self.config.mode == "sampling":
-            from automl_bin_plugins.strategies.sampling_base import dag_problem
+            from automl_bin.search.sampled_path import dag_problem
 
             problem = dag_problem(space)
             if problem:
@@ -110,7 +110,7 @@ class RandomSearch(Strategy):
         self.pruner = None
         if self.config.mode == "sampling":
             from automl_bin.search.pruning import OperationPruner
-            from automl_bin_plugins.strategies.sampling_base import cell_edges
+            from automl_bin.search.sampled_path import cell_edges
 
             problem = self.check_compatible(env.space, env.binarizer)
             if problem:
@@ -129,7 +129,7 @@ class RandomSearch(Strategy):
         """Weight sharing: the supernet trained along a fresh uniform genotype per batch, on
         CE alone (Li & Talwalkar), by the sampled-path trainer of the sampling strategies."""
         from automl_bin.training import cosine_lr
-        from automl_bin_plugins.strategies.sampling_base import PathTrainee, train_paths
+        from automl_bin.search.sampled_path import PathTrainee, train_paths
 
         env, net = self.env, self.supernet
         assert env is not None and net is not None
@@ -158,7 +158,7 @@ class RandomSearch(Strategy):
     def _sampling_epoch(self, epoch: int) -> dict[str, float]:
         """One uniformly sampled single path: train along it, score it, credit its ops."""
         from automl_bin.training import cosine_lr
-        from automl_bin_plugins.strategies.sampling_base import PathTrainee, train_path
+        from automl_bin.search.sampled_path import PathTrainee, train_path
 
         env, pruner = self.env, self.pruner
         assert env is not None and env.estimator is not None and pruner is not None
