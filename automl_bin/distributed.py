@@ -22,6 +22,7 @@ as with DistributedDataParallel); running statistics are taken from rank 0 after
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DistContext", "DivergedError", "ShardedBatches", "from_env", "shutdown", "shard",
            "reduce_mean", "all_reduce_grads", "broadcast_module", "sync_buffers",
-           "max_divergence", "arch_parameters_of", "without_observers", "torchrun_command"]
+           "max_divergence", "arch_parameters_of", "without_observers", "torchrun_command",
+           "launch"]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -119,3 +121,102 @@ def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:
         raise UsageError(f"--nproc must be at least 1, got {nproc}.")
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", "-m", "automl_bin", *args]
+
+
+#: signals the launcher passes on to torchrun (which stops every worker with the same one)
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: seconds the launcher gives workers to end their run (KILLED, checkpoint kept) after
+#: torchrun itself exited, before it kills what is left
+_GRACE_S = 60.0
+
+
+def launch(nproc: int, args: Sequence[str]) -> int:
+    """Run ``automl-bin ARGS`` in ``nproc`` torchrun processes and return their exit status.
+
+    SIGTERM, SIGINT and SIGHUP to this launcher are forwarded to torchrun, which stops every
+    worker with the same signal (each ends its run KILLED with its checkpoint kept, so it can
+    be resumed); the status is then ``128 + signal``. torchrun runs in its own session, so a
+    Ctrl-C in the terminal reaches the workers once, through it. Workers still alive after
+    torchrun exited (it starts each in a session of its own) are killed, so none is orphaned.
+    """
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True)
+    received: list[int] = []
+    workers: dict[int, str] = {}
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        workers.update(_descendants(proc.pid))  # before torchrun can exit and orphan them
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        deadline = time.monotonic() + (_GRACE_S if received else 0.0)
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _alive(workers):
+            _kill(pid)
+    if received:
+        return 128 + received[0]
+    return code
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time field of ``/proc/PID/stat`` (tells a process from a later one reusing
+    its pid), or None when there is no such process (or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """``{pid: start time}`` of every live descendant of ``root`` (from /proc; empty
+    without it)."""
+    parents: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="utf-8") as fh:
+                parents[int(name)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                start = _start_time(pid)
+                if start is not None:
+                    found[pid] = start
+                    frontier.append(pid)
+    return found
+
+
+def _alive(processes: dict[int, str]) -> list[int]:
+    """The pids of ``processes`` still running as the same process."""
+    return [pid for pid, start in processes.items() if _start_time(pid) == start]
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from automl_bin.interfaces import Genotype, Strategy
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "RETRAIN_CHECKPOINT", "SEARCH_DONE", "ResumePoint",
-           "capture_rng", "find_resume_point", "load_checkpoint", "load_state", "logged_epoch",
-           "mark_logged", "mark_search_done", "replay_reported", "restore_rng", "save_checkpoint",
+           "capture_rng", "check_recipe_changes", "find_resume_point", "load_checkpoint", "load_state", "logged_epoch",
+           "mark_logged", "mark_search_done", "recipe_changes", "replay_reported", "restore_rng", "save_checkpoint",
            "search_checkpoint"]
 
 CHECKPOINT = "search_checkpoint.pt"
@@ -57,6 +57,15 @@ class ResumePoint:
     recipe_text: str
     #: the checkpoint (see the module docstring); ``epoch`` is the last finished search epoch
     checkpoint: Mapping[str, Any] = attrs.field(repr=False)
+
+    #: recipe keys whose change since the checkpoint ``--allow-changes`` accepted:
+    #: ``{key: (before, after)}`` (`recipe_changes`)
+    accepted_changes: Mapping[str, tuple[str | None, str | None]] = attrs.field(factory=dict)
+
+    @property
+    def stored_recipe_text(self) -> str:
+        """The recipe the checkpoint was written with."""
+        return str(self.checkpoint.get("recipe", self.recipe_text))
 
     @property
     def next_epoch(self) -> int:
@@ -181,6 +190,50 @@ def find_resume_point(target: str | Path) -> ResumePoint:
                          "run the recipe again).")
     return ResumePoint(run_dir=folder, recipe_text=recipe.read_text(encoding="utf-8"),
                        checkpoint=load_checkpoint(checkpoint))
+
+
+def recipe_changes(before: str, after: str) -> dict[str, tuple[str | None, str | None]]:
+    """``{key: (before, after)}`` of every flattened recipe key (``strategy.epochs``) whose value
+    differs between two recipe texts; None stands for a key one of them lacks."""
+    import tomllib
+
+    from automl_bin.recipe import flatten
+
+    old, new = flatten(tomllib.loads(before)), flatten(tomllib.loads(after))
+    return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key)}
+
+
+def _allowed(key: str, allowed: Sequence[str]) -> bool:
+    """``strategy.epochs`` is allowed by itself and by its table ``strategy``."""
+    return any(key == a or key.startswith(a.rstrip(".") + ".") for a in allowed)
+
+
+def check_recipe_changes(point: ResumePoint, allowed: Sequence[str] = ()) -> ResumePoint:
+    """``point`` with the changes of its run folder's recipe.toml since its checkpoint
+    accepted, or a `UsageError` listing them when any is not in ``allowed`` (``--allow-changes``
+    keys or tables). A resumed run must not silently run another recipe than it tracked."""
+    try:
+        changes = recipe_changes(point.stored_recipe_text, point.recipe_text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError: the run folder's recipe was broken
+        raise UsageError(f"{str(point.run_dir / 'recipe.toml')!r} is not valid TOML any more "
+                         f"({exc}); restore it, or start a new run.") from exc
+    refused = {k: v for k, v in changes.items() if not _allowed(k, allowed)}
+    if refused:
+        diff = "; ".join(f"{k}: {_shown(a)} -> {_shown(b)}" for k, (a, b) in refused.items())
+        keys = " ".join(refused)
+        raise UsageError(
+            f"The recipe.toml of {str(point.run_dir)!r} changed since its checkpoint was written "
+            f"({diff}). A resumed run continues the recipe it started with and tracked; restore "
+            "those values, or, if the change is safe for the run (more epochs, say, not another "
+            "network), accept it with --allow-changes "
+            f"{keys} (it is then printed and recorded in the run). To run the new recipe from "
+            "the start, use `automl-bin run` on it.")
+    return attrs.evolve(point, accepted_changes=changes)
+
+
+def _shown(value: str | None) -> str:
+    return "(absent)" if value is None else value
 
 
 def search_checkpoint(*, epoch: int, strategy_state: Mapping[str, Any], recipe_text: str,

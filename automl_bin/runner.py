@@ -34,8 +34,10 @@ import automl_bin
 from automl_bin import distributed
 from automl_bin.alpha_progress import alpha_margin, alpha_progress, static_alpha_warning
 from automl_bin.checkpoint import save_atomic, write_text_atomic
+from automl_bin.dead_runs import record_announcements, tag_tracked_run
 from automl_bin.diagnostics import search_diagnostics
 from automl_bin.errors import AutomlBinError, StopRun, UsageError
+from automl_bin.finite_check import check_metrics, check_search_epoch
 from automl_bin.interfaces import Estimate, EstimationEnv, Genotype, SearchEnv
 from automl_bin.phase_reporter import PhaseReporter
 from automl_bin.plots.run import (OpWeightSnapshot, snapshot_op_weights, write_curves,
@@ -43,11 +45,21 @@ from automl_bin.plots.run import (OpWeightSnapshot, snapshot_op_weights, write_c
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, flatten
-from automl_bin.resume import (CHECKPOINT, ResumePoint, mark_logged, mark_search_done,
-                               replay_reported, save_checkpoint, search_checkpoint)
+from automl_bin.resume import (CHECKPOINT, ResumePoint, load_state, mark_logged,
+                               mark_search_done, replay_reported, save_checkpoint,
+                               search_checkpoint)
 from automl_bin.run_info import RunInfo, SuiteInfo
+from automl_bin.run_lock import acquire_run_lock
 
 __all__ = ["Run", "RunResult", "RunInterrupted", "run", "new_run_dir", "recipe_to_toml"]
+
+
+#: the run folder's record of the recipe changes each ``--resume --allow-changes`` accepted
+RESUME_CHANGES_FILE = "resume_changes.json"
+#: the tag holding them on the tracked run
+RESUME_CHANGES_TAG = "automl_bin.resume_changes"
+#: the key a diverged retraining suggests lowering
+RETRAIN_LR_KEY = "`[retrain] lr`"
 
 
 class RunInterrupted(AutomlBinError):
@@ -110,21 +122,46 @@ def pick_device(name: str) -> Any:
     return torch.device(name)
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: the run checkpoints and is marked KILLED."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+@attrs.define
+class _Signals:
+    """What `_signals_as_interrupt` saw: the first SIGTERM/SIGINT, and whether the next one
+    may still raise (``armed``)."""
 
+    received: int | None = None
+    armed: bool = True
+
+    def flush(self) -> None:
+        """Nothing: calling it lets Python run a handler still pending (signal handlers run
+        at function entries), after the caller disarmed it."""
+
+
+@contextmanager
+def _signals_as_interrupt() -> Iterator[_Signals]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt once: the run checkpoints and is marked
+    KILLED. After the first, or once the runner disarms it to end the run, a signal is only
+    recorded, so ending the run is not cut short (a second one still stops at once). A signal
+    can come while a data-parallel rank waits in a collective that then fails because its peer
+    stopped: the runner checks ``received`` before calling that failure FAILED."""
+    signals = _Signals()
+
+    def handler(signum: int, frame: Any) -> None:
+        first = signals.received is None
+        signals.received = signals.received or signum
+        if signals.armed or not first:
+            signals.armed = False
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not in the main thread
-        yield
-        return
+        pass
     try:
-        yield
+        yield signals
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _device_name(device: Any) -> str:
@@ -257,7 +294,8 @@ def _load_data(resolved: ResolvedRecipe, progress: Progress, device: Any,
 def _run_folder(resolved: ResolvedRecipe, recipe_text: str, resume: ResumePoint | None,
                 dist: distributed.DistContext | None) -> Iterator[Path]:
     """The run's folder: the interrupted run's when resuming, else a fresh one holding
-    recipe.toml; ranks other than 0 get a throw-away folder, removed afterwards."""
+    recipe.toml; ranks other than 0 get a throw-away folder, removed afterwards. The folder
+    is locked (`automl_bin.run_lock`) while the run lives."""
     if dist is not None and not dist.is_main:
         run_dir = Path(tempfile.mkdtemp(prefix=f"automl-bin-rank{dist.rank}-"))
         try:
@@ -266,12 +304,17 @@ def _run_folder(resolved: ResolvedRecipe, recipe_text: str, resume: ResumePoint 
             shutil.rmtree(run_dir, ignore_errors=True)
         return
     if resume is not None:
-        yield resume.run_dir
-        return
-    exp = resolved.recipe.experiment
-    run_dir = new_run_dir(exp.output_dir, exp.name)
-    write_text_atomic(run_dir / "recipe.toml", recipe_text)
-    yield run_dir
+        run_dir = resume.run_dir
+        lock = acquire_run_lock(run_dir)  # a second process resuming a live run is refused
+    else:
+        exp = resolved.recipe.experiment
+        run_dir = new_run_dir(exp.output_dir, exp.name)
+        lock = acquire_run_lock(run_dir)
+        write_text_atomic(run_dir / "recipe.toml", recipe_text)
+    try:
+        yield run_dir
+    finally:
+        lock.release()
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -308,6 +351,8 @@ class Run:
     #: search seconds spent before this process (resumed runs), and when this one's began
     seconds_before: float = 0.0
     search_started: float = 0.0
+    #: the first checkpoint this process wrote was read back (`_verify_checkpoint`)
+    checkpoint_verified: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -326,18 +371,25 @@ class Run:
         """Start, search, retrain and finish; on Ctrl-C, SIGTERM or an error, end the run
         (KILLED or FAILED, checkpoints kept) and raise."""
         self.start()
-        try:
-            with _sigterm_as_interrupt():
+        with _signals_as_interrupt() as signals:
+            try:
                 self.search()
                 self.retrain()
-        except StopRun as exc:
-            raise self._stopped(exc) from exc
-        except KeyboardInterrupt as exc:
-            raise self._interrupted() from exc
-        except BaseException as exc:
-            self.end("FAILED", error=f"{type(exc).__name__}: {exc}")
-            raise
-        self.end("FINISHED")
+            except StopRun as exc:
+                signals.armed = False  # first: no call before it, where a handler could run
+                raise self._stopped(exc) from exc
+            except KeyboardInterrupt as exc:
+                signals.armed = False
+                raise self._interrupted() from exc
+            except BaseException as exc:
+                signals.armed = False
+                signals.flush()
+                if signals.received is not None:  # e.g. a collective whose peer was stopped
+                    raise self._interrupted() from exc
+                self.end("FAILED", error=f"{type(exc).__name__}: {exc}")
+                raise
+            signals.armed = False
+            self.end("FINISHED")
         assert self.genotype is not None
         return RunResult(run_dir=self.run_dir, genotype=self.genotype, summary=self.summary,
                          announcements=dict(self.info.announcements), estimate=self.estimate,
@@ -356,8 +408,32 @@ class Run:
             raise StopRun(f"{exc} Nothing was trained. Start the run again when it is "
                           "reachable, or set [tracking] on_error = \"continue\" to run "
                           "untracked.") from exc
+        if self.is_main:  # a run whose process dies is found and closed from these
+            record_announcements(self.run_dir, self.info.announcements)
         for key, value in self.info.announcements.items():
             self.progress.info(f"{key}: {value}")
+        if self.resume is not None and self.resume.accepted_changes:
+            self._log_accepted_changes(self.resume.accepted_changes)
+
+    def _log_accepted_changes(self, changes: Mapping[str, tuple[str | None, str | None]]
+                              ) -> None:
+        """Print the recipe changes ``--allow-changes`` accepted, append them to the run
+        folder's resume_changes.json and tag the tracked run with them (its params keep the
+        values it started with: MLflow params cannot change)."""
+        text = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items())
+        self.progress.info(f"Resuming with recipe changes (--allow-changes): {text}")
+        if not self.is_main:
+            return
+        path = self.run_dir / RESUME_CHANGES_FILE
+        try:
+            history = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            history = []
+        history.append({"resumed_at": _dt.datetime.now().isoformat(timespec="seconds"),
+                        "changes": {k: {"before": a, "after": b}
+                                    for k, (a, b) in changes.items()}})
+        write_text_atomic(path, json.dumps(history, indent=2))
+        tag_tracked_run(self.info.announcements, RESUME_CHANGES_TAG, text[:5000])
 
     def _create(self, kind: str, name: str, config: Any = None) -> Any:
         return self.plugins.registry.create(kind, name, config)
@@ -415,6 +491,9 @@ class Run:
         """One strategy epoch with the runner's metrics, checkpointed before it is reported."""
         t0 = time.perf_counter()
         metrics = dict(self.strategy.run_epoch(epoch))
+        # before anything is derived or checkpointed from a diverged search
+        check_search_epoch(epoch, metrics, self.strategy.op_weights(),
+                           distributed.arch_parameters_of(self.strategy))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         # arch.* counts of the genotype derived now: collapse shows epoch by epoch
         metrics.update(search_diagnostics(self.strategy, self.resolved.search_space))
@@ -426,6 +505,9 @@ class Run:
             op_weights=[(w.epoch, w.weights) for w in self.weight_history],
             announcements=self.info.announcements)
         save_checkpoint(state, self.run_dir / CHECKPOINT)
+        if not self.checkpoint_verified:
+            _verify_checkpoint(self.run_dir / CHECKPOINT, state)
+            self.checkpoint_verified = True
         reporter.log_epoch(epoch, metrics)
         mark_logged(self.run_dir, "search", epoch)
 
@@ -493,8 +575,8 @@ class Run:
             return
         self.phase = "retrain"
         call_observers(self.plugins, "on_phase_start", run=self.info, phase=self.phase)
-        reporter = PhaseReporter(self.plugins, self.info, self.phase, self.progress,
-                                 mark_logged=True)
+        reporter = _FiniteReporter(self.plugins, self.info, self.phase, self.progress,
+                                   mark_logged=True)
         state = self.resume.retrain_state() if self.resume is not None else None
         if state is not None:
             replay_reported(reporter, state.get("reported_epochs"), self.run_dir)
@@ -520,6 +602,8 @@ class Run:
         if estimate.model is not None and self.is_main:
             save_atomic(estimate.model.state_dict(), self.run_dir / "model.pt")
             reporter.log_artifact(self.run_dir / "model.pt")
+        check_metrics("retrain", max(len(reporter.epochs) - 1, 0), estimate.metrics,
+                      RETRAIN_LR_KEY)
         self.summary.update(estimate.metrics)
         self.progress.info("Retrained: " + ", ".join(
             f"{k}={v:.4g}" for k, v in estimate.metrics.items()))
@@ -563,6 +647,65 @@ class Run:
             f"{self.run_dir}. Continue it with: automl-bin run --resume {self.run_dir}")
         interrupted.run_dir = self.run_dir
         return interrupted
+
+
+class UnloadableCheckpointError(AutomlBinError):
+    """The run's checkpoint holds something ``torch.load(weights_only=True)`` refuses."""
+
+
+def _verify_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """Read a just-written checkpoint back as ``--resume`` will (weights_only); a state that
+    cannot load fails the run now, naming the offending key and type, instead of after the run
+    promised it could be resumed. The unreadable file is removed."""
+    try:
+        load_state(path)
+    except UsageError as exc:
+        path.unlink(missing_ok=True)
+        where, kind = _unloadable_entry(state) or ("?", "?")
+        raise UnloadableCheckpointError(
+            f"The run's first checkpoint cannot be read back with torch.load(weights_only=True) "
+            f"as --resume must: {where} holds a {kind}. A strategy's state_dict() (and an "
+            "estimator's checkpoint) may hold only tensors and plain data (numbers, strings, "
+            "lists, tuples, dicts); convert that value (e.g. to a tensor or a list) in the "
+            f"plugin's state_dict()/load_state_dict(). ({exc})") from exc
+
+
+def _unloadable_entry(value: Any, where: str = "checkpoint") -> tuple[str, str] | None:
+    """The deepest key path under ``value`` that weights_only refuses, and its type."""
+    import io
+
+    import torch
+
+    def loads(item: Any) -> bool:
+        buffer = io.BytesIO()
+        try:
+            torch.save(item, buffer)
+            buffer.seek(0)
+            torch.load(buffer, weights_only=True)
+        except Exception:  # noqa: BLE001 - any refusal means "not loadable"
+            return False
+        return True
+
+    if loads(value):
+        return None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        items = [(f"{where}[{k!r}]", v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    for sub_where, item in items:
+        found = _unloadable_entry(item, sub_where)
+        if found is not None:
+            return found
+    return where, f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+class _FiniteReporter(PhaseReporter):
+    """The retrain phase's reporter: an epoch with a non-finite metric stops the run."""
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        check_metrics(self.phase, epoch, metrics, RETRAIN_LR_KEY)
+        super().log_epoch(epoch, metrics)
 
 
 def _check_same_alpha(strategy: Any, dist: distributed.DistContext | None) -> dict[str, float]:

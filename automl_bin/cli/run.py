@@ -32,6 +32,11 @@ Examples:
                    "MLflow run id) after its last finished search or retrain epoch, in the "
                    "same folder and MLflow run; or an interrupted suite (its suite folder): "
                    "finished runs are kept, the others resumed or run.")
+@click.option("--allow-changes", "allow_changes", multiple=True, metavar="KEY",
+              help="With --resume: accept these changes of the run folder's recipe.toml since "
+                   "its checkpoint (a key such as strategy.epochs, or a whole table such as "
+                   "retrain; repeat the option or separate keys with commas). Any other change "
+                   "is refused; accepted ones are printed and recorded in the run.")
 @click.option("--uri", default=None, metavar="URI",
               help="With --from-run or --resume: " + uri_option_help)
 @click.option("--quiet", is_flag=True, help="Print only the final result.")
@@ -41,8 +46,8 @@ Examples:
                    "GPU, or CPU processes with the gloo backend), started through torchrun; "
                    "darts, pc_darts and dcp_nas only. See docs/scaling.md.")
 def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
-                resume: str | None, uri: str | None, quiet: bool, plain: bool,
-                nproc: int | None) -> None:
+                resume: str | None, allow_changes: tuple[str, ...], uri: str | None,
+                quiet: bool, plain: bool, nproc: int | None) -> None:
     """Run RECIPE: search, derive the genotype, retrain it and report test accuracy.
 
     A recipe with [[suite]] members, a [sweep] grid or [experiment] seeds runs every
@@ -58,11 +63,17 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
     if sum(x is not None for x in (recipe, from_run, resume)) != 1:
         raise UsageError("Give one of a RECIPE file, --from-run RUN_ID or --resume RUN, e.g. "
                          "automl-bin run recipes/quickstart.toml.")
+    allowed = [key.strip() for value in allow_changes for key in value.split(",")
+               if key.strip()]
+    if allowed and resume is None:
+        raise UsageError("--allow-changes only applies to --resume RUN: it names the recipe keys "
+                         "a resumed run may change. Drop it, or add --resume.")
     if nproc is not None:
-        _relaunch(nproc, recipe, overrides, from_run, resume, uri, quiet, plain)
+        _relaunch(nproc, recipe, overrides, from_run, resume, uri, quiet, plain, allowed)
         return
     if resume is not None:
-        _resume(resume, overrides, uri, Progress(enabled=not quiet, force_plain=plain))
+        _resume(resume, overrides, uri, Progress(enabled=not quiet, force_plain=plain),
+                allowed)
         return
     if from_run is not None:
         from automl_bin.tracking.store import recipe_of_run
@@ -87,13 +98,14 @@ def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | 
 
 
 def _relaunch(nproc: int, recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
-              resume: str | None, uri: str | None, quiet: bool, plain: bool) -> None:
+              resume: str | None, uri: str | None, quiet: bool, plain: bool,
+              allowed: list[str]) -> None:
     """Run this same command in ``nproc`` torchrun processes (without --nproc) and exit with
-    their status; torchrun sets the rank variables `automl_bin.distributed` reads."""
-    import subprocess
+    their status; torchrun sets the rank variables `automl_bin.distributed` reads. SIGTERM
+    and Ctrl-C reach every worker (`automl_bin.distributed.launch`)."""
     import sys
 
-    from automl_bin.distributed import torchrun_command
+    from automl_bin.distributed import launch
 
     if "WORLD_SIZE" in os.environ:
         raise UsageError("--nproc starts torchrun itself; this process already runs under "
@@ -106,8 +118,10 @@ def _relaunch(nproc: int, recipe: str | None, overrides: tuple[str, ...], from_r
     for flag, value in (("--from-run", from_run), ("--resume", resume), ("--uri", uri)):
         if value is not None:
             args += [flag, value]
+    for key in allowed:
+        args += ["--allow-changes", key]
     args += ["--quiet"] * quiet + ["--plain"] * plain
-    code = subprocess.call(torchrun_command(nproc, args))
+    code = launch(nproc, args)
     if code:
         sys.exit(code)
 
@@ -143,11 +157,12 @@ def _print_result(result: Any) -> None:
         click.echo(f"MLflow tracking URI: {result.announcements.get('mlflow_tracking_uri', '')}")
 
 
-def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: Any) -> None:
+def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: Any,
+            allowed: list[str]) -> None:
     from pathlib import Path
 
     from automl_bin.recipe import parse_recipe, resolve
-    from automl_bin.resume import find_resume_point
+    from automl_bin.resume import check_recipe_changes, find_resume_point
     from automl_bin.runner import run
     from automl_bin.suite_runner import SUITE_FILE
 
@@ -168,10 +183,33 @@ def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: 
     if path.is_dir() and (path / SUITE_FILE).is_file():
         _resume_suite(path, progress)
         return
-    point = find_resume_point(path)
+    _refuse_live_run(path)
+    point = check_recipe_changes(find_resume_point(path), allowed)
     recipe = parse_recipe(point.recipe_text, (), source=str(point.run_dir / "recipe.toml"))
     plugins = load_plugins_warned()
     _print_result(run(resolve(recipe, plugins.registry), plugins, progress, resume=point))
+
+
+def _refuse_live_run(path: Any) -> None:
+    """Refuse to resume a run whose process still holds its folder (exit 2, naming the pid);
+    a run whose process died is marked KILLED (its folder and tracked runs) and said so.
+    Only rank 0 of a data-parallel resume checks: it is the one that takes the lock."""
+    from automl_bin.dead_runs import mark_dead_run_killed
+    from automl_bin.run_lock import LOCK_FILE, RunLockedError, lock_holder
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    folder = path.parent if path.is_file() else path
+    pid = lock_holder(folder)
+    if pid is not None:
+        raise RunLockedError(
+            f"The run in {str(folder)!r} is still running (process {pid} holds its "
+            f"{LOCK_FILE}); resuming it now would duplicate its epochs and tracked runs. Wait "
+            f"for it to end, or stop it first (kill {pid}: it is marked KILLED and keeps its "
+            "checkpoint), then resume it.")
+    if folder.is_dir() and mark_dead_run_killed(folder):
+        click.echo(f"The run in {folder} had died without ending (no process holds it); it is "
+                   "now marked KILLED in its folder and in MLflow.", err=True)
 
 
 def _resume_suite(folder: Any, progress: Any) -> None:
