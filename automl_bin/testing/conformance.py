@@ -697,6 +697,22 @@ def _check_qconv_state_roundtrip(chk: _Checker, conv: Any, inputs: Any,
 # --------------------------------------------------------------------------------------------
 
 
+@attrs.define
+class _SpaceCase:
+    """What the search space checks share: the shrunk space, its network keys, the test batch
+    and the genotype it sampled."""
+
+    chk: _Checker
+    space: SearchSpace
+    network_keys: dict
+    registry: Registry
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    x: Any = None
+    y: Any = None
+    sampled: Any = None
+
+
 def check_search_space(cls: type, config: Any = None, *, input_shape: tuple[int, int, int] = (1, 8, 8),
                        num_classes: int = 3, binarizers: tuple[str, ...] = ("none", "xnor"),
                        plugins: PluginSet | None = None) -> ConformanceReport:
@@ -722,108 +738,167 @@ def check_search_space(cls: type, config: Any = None, *, input_shape: tuple[int,
     """
     import torch
 
-    from automl_bin.interfaces.supernet import Supernet
-
     chk = _Checker(_label("check_search_space", cls))
     chk.require(isinstance(cls, type) and issubclass(cls, SearchSpace),
                 "is not a subclass of automl_bin.interfaces.SearchSpace")
     space = cls(shrink_config(_structure(cls.Config, config, "search_space"), SPACE_SHRINK))
     network = shrink_config(_structure(cls.NetworkConfig, None, "retrain.network"), NETWORK_SHRINK)
     network_keys = attrs.asdict(network) if attrs.has(type(network)) else {}
+    _check_space_names(chk, space)
+    case = _SpaceCase(chk, space, network_keys, _registry(plugins), input_shape, num_classes)
+    torch.manual_seed(0)
+    case.x = torch.randn(2, *input_shape)
+    case.y = torch.arange(2) % num_classes
+    case.sampled = _check_space_sampling(case)
+    for bz_name in binarizers:
+        _check_space_with_binarizer(case, bz_name)
+    _check_space_refuses_unknown_option(case)
+    _check_space_refuses_foreign_genotype(case)
+    return chk.report
+
+
+def _check_space_names(chk: _Checker, space: SearchSpace) -> None:
     ops = space.op_names
     chk.require(isinstance(ops, tuple) and ops and all(isinstance(o, str) for o in ops),
                 f"op_names must be a non-empty tuple of str, got {ops!r}")
     chk.require(space.genotype_space,
                 "genotype_space is empty: set it to the name genotypes of this space carry, so "
                 "genotypes of other spaces are rejected")
-    registry = _registry(plugins)
-    torch.manual_seed(0)
-    x = torch.randn(2, *input_shape)
-    y = torch.arange(2) % num_classes
 
+
+def _check_space_sampling(case: _SpaceCase) -> Genotype:
+    """``sample_genotype`` is valid and deterministic for a seed; returns the sample."""
+    space, chk = case.space, case.chk
     rng_genotypes = (space.sample_genotype(random.Random(0)), space.sample_genotype(random.Random(0)))
     chk.require(rng_genotypes[0] == rng_genotypes[1],
                 "sample_genotype(random.Random(0)) gives different genotypes on two calls; draw "
                 "only from the rng you are given")
     sampled = _check_genotype(chk, rng_genotypes[0], space, "sample_genotype()")
     chk.report.ok("sample_genotype is valid and deterministic")
+    return sampled
 
-    for bz_name in binarizers:
-        binarizer = registry.create("binarizer", bz_name)
-        where = f"with the {bz_name!r} binarizer"
-        try:
-            net = space.build_supernet(input_shape, num_classes, binarizer)
-        except (ValueError, UsageError) as exc:
-            chk.report.notes.append(f"build_supernet refuses the {bz_name!r} binarizer: {exc}")
-            continue
-        chk.require(isinstance(net, Supernet), f"build_supernet {where} must return an "
-                                               f"automl_bin.interfaces.supernet.Supernet, got "
-                                               f"{type(net).__name__}")
-        arch = list(net.arch_parameters())
-        weights = list(net.weight_parameters())
-        arch_ids, weight_ids = {id(p) for p in arch}, {id(p) for p in weights}
-        all_ids = {id(p) for p in net.parameters()}
-        chk.require(not arch_ids & weight_ids,
-                    "arch_parameters() and weight_parameters() share parameters")
-        chk.require(arch_ids | weight_ids == all_ids,
-                    "arch_parameters() and weight_parameters() together are not parameters()")
-        chk.report.ok(f"{bz_name}: {len(arch)} architecture / {len(weights)} weight parameters "
-                      "partition parameters()")
-        net.train()
-        logits = net(x)
-        chk.require(tuple(logits.shape) == (2, num_classes),
-                    f"the supernet {where} maps {(2, *input_shape)} to {tuple(logits.shape)}, not "
-                    f"{(2, num_classes)}")
-        chk.require(bool(torch.isfinite(logits).all()), f"the supernet output {where} is not finite")
-        torch.nn.functional.cross_entropy(logits, y).backward()
-        chk.require(any(p.grad is not None for p in weights),
-                    f"no weight parameter gets a gradient {where}")
-        if arch:
-            chk.require(any(p.grad is not None for p in arch),
-                        f"no architecture parameter gets a gradient {where} (the mixture must "
-                        "depend on them)")
-        chk.report.ok(f"{bz_name}: supernet forward/backward")
-        genotype = _check_genotype(chk, net.genotype(), space, f"supernet.genotype() {where}")
-        chk.require(genotype.space == space.genotype_space,
-                    f"supernet.genotype() names space {genotype.space!r}, not "
-                    f"{space.genotype_space!r}")
-        for cell, w in net.op_weights().items():
-            chk.require(w.dim() == 2 and w.shape[1] == len(ops),
-                        f"op_weights()[{cell!r}] has shape {tuple(w.shape)}; it must be (edges, "
-                        f"{len(ops)})")
-        chk.require(math.isfinite(net.arch_entropy()), "arch_entropy() is not finite")
-        chk.report.ok(f"{bz_name}: genotype derivation and op weights")
 
-        net.eval()
-        with torch.no_grad():
-            mixed = net(x)
-            net.set_fixed_architecture(sampled)
-            single = net(x)
-            net.set_fixed_architecture(None)
-            mixed_again = net(x)
-        chk.require(tuple(single.shape) == (2, num_classes),
-                    f"with set_fixed_architecture(g) the supernet returns {tuple(single.shape)}")
-        chk.require(torch.allclose(mixed, mixed_again, atol=1e-6),
-                    "set_fixed_architecture(None) does not restore the mixture output")
-        chk.report.ok(f"{bz_name}: set_fixed_architecture round trip")
+def _check_space_with_binarizer(case: _SpaceCase, bz_name: str) -> None:
+    """The supernet and a network built with the binarizer ``bz_name`` (a refusal is noted)."""
+    from automl_bin.interfaces.supernet import Supernet
 
-        model = space.build_network(sampled, input_shape, num_classes, binarizer, network_keys)
-        model.train()
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        chk.require(tuple(out.shape) == (2, num_classes),
-                    f"build_network(sample) {where} maps {(2, *input_shape)} to "
-                    f"{tuple(out.shape)}")
-        torch.nn.functional.cross_entropy(out, y).backward()
-        chk.require(any(p.grad is not None for p in model.parameters()),
-                    f"build_network(sample) {where}: no parameter gets a gradient")
-        chk.report.ok(f"{bz_name}: build_network forward/backward")
+    chk = case.chk
+    binarizer = case.registry.create("binarizer", bz_name)
+    where = f"with the {bz_name!r} binarizer"
+    try:
+        net = case.space.build_supernet(case.input_shape, case.num_classes, binarizer)
+    except (ValueError, UsageError) as exc:
+        chk.report.notes.append(f"build_supernet refuses the {bz_name!r} binarizer: {exc}")
+        return
+    chk.require(isinstance(net, Supernet), f"build_supernet {where} must return an "
+                                           f"automl_bin.interfaces.supernet.Supernet, got "
+                                           f"{type(net).__name__}")
+    arch, weights = _check_supernet_partition(case, net, bz_name)
+    _check_supernet_forward_backward(case, net, arch, weights, bz_name)
+    _check_supernet_genotype(case, net, bz_name)
+    _check_supernet_fixed_architecture(case, net, bz_name)
+    _check_space_network(case, binarizer, bz_name)
 
-    # -- unsupported combinations ----------------------------------------------------------------
+
+def _check_supernet_partition(case: _SpaceCase, net: Any, bz_name: str) -> tuple[list, list]:
+    """``arch_parameters()`` and ``weight_parameters()`` partition ``parameters()``; returns
+    both lists."""
+    chk = case.chk
+    arch = list(net.arch_parameters())
+    weights = list(net.weight_parameters())
+    arch_ids, weight_ids = {id(p) for p in arch}, {id(p) for p in weights}
+    all_ids = {id(p) for p in net.parameters()}
+    chk.require(not arch_ids & weight_ids,
+                "arch_parameters() and weight_parameters() share parameters")
+    chk.require(arch_ids | weight_ids == all_ids,
+                "arch_parameters() and weight_parameters() together are not parameters()")
+    chk.report.ok(f"{bz_name}: {len(arch)} architecture / {len(weights)} weight parameters "
+                  "partition parameters()")
+    return arch, weights
+
+
+def _check_supernet_forward_backward(case: _SpaceCase, net: Any, arch: list, weights: list,
+                                     bz_name: str) -> None:
+    import torch
+
+    chk, where, num_classes = case.chk, f"with the {bz_name!r} binarizer", case.num_classes
+    net.train()
+    logits = net(case.x)
+    chk.require(tuple(logits.shape) == (2, num_classes),
+                f"the supernet {where} maps {(2, *case.input_shape)} to {tuple(logits.shape)}, "
+                f"not {(2, num_classes)}")
+    chk.require(bool(torch.isfinite(logits).all()), f"the supernet output {where} is not finite")
+    torch.nn.functional.cross_entropy(logits, case.y).backward()
+    chk.require(any(p.grad is not None for p in weights),
+                f"no weight parameter gets a gradient {where}")
+    if arch:
+        chk.require(any(p.grad is not None for p in arch),
+                    f"no architecture parameter gets a gradient {where} (the mixture must "
+                    "depend on them)")
+    chk.report.ok(f"{bz_name}: supernet forward/backward")
+
+
+def _check_supernet_genotype(case: _SpaceCase, net: Any, bz_name: str) -> None:
+    """``genotype()``, ``op_weights()`` and ``arch_entropy()`` of the supernet."""
+    chk, space, ops = case.chk, case.space, case.space.op_names
+    genotype = _check_genotype(chk, net.genotype(), space,
+                               f"supernet.genotype() with the {bz_name!r} binarizer")
+    chk.require(genotype.space == space.genotype_space,
+                f"supernet.genotype() names space {genotype.space!r}, not "
+                f"{space.genotype_space!r}")
+    for cell, w in net.op_weights().items():
+        chk.require(w.dim() == 2 and w.shape[1] == len(ops),
+                    f"op_weights()[{cell!r}] has shape {tuple(w.shape)}; it must be (edges, "
+                    f"{len(ops)})")
+    chk.require(math.isfinite(net.arch_entropy()), "arch_entropy() is not finite")
+    chk.report.ok(f"{bz_name}: genotype derivation and op weights")
+
+
+def _check_supernet_fixed_architecture(case: _SpaceCase, net: Any, bz_name: str) -> None:
+    """``set_fixed_architecture(g)`` runs the single path; ``(None)`` restores the mixture."""
+    import torch
+
+    chk = case.chk
+    net.eval()
+    with torch.no_grad():
+        mixed = net(case.x)
+        net.set_fixed_architecture(case.sampled)
+        single = net(case.x)
+        net.set_fixed_architecture(None)
+        mixed_again = net(case.x)
+    chk.require(tuple(single.shape) == (2, case.num_classes),
+                f"with set_fixed_architecture(g) the supernet returns {tuple(single.shape)}")
+    chk.require(torch.allclose(mixed, mixed_again, atol=1e-6),
+                "set_fixed_architecture(None) does not restore the mixture output")
+    chk.report.ok(f"{bz_name}: set_fixed_architecture round trip")
+
+
+def _check_space_network(case: _SpaceCase, binarizer: Binarizer, bz_name: str) -> None:
+    """``build_network`` of the sampled genotype runs forward and backward."""
+    import torch
+
+    chk, where = case.chk, f"with the {bz_name!r} binarizer"
+    model = case.space.build_network(case.sampled, case.input_shape, case.num_classes, binarizer,
+                                     case.network_keys)
+    model.train()
+    out = model(case.x)
+    out = out[0] if isinstance(out, tuple) else out
+    chk.require(tuple(out.shape) == (2, case.num_classes),
+                f"build_network(sample) {where} maps {(2, *case.input_shape)} to "
+                f"{tuple(out.shape)}")
+    torch.nn.functional.cross_entropy(out, case.y).backward()
+    chk.require(any(p.grad is not None for p in model.parameters()),
+                f"build_network(sample) {where}: no parameter gets a gradient")
+    chk.report.ok(f"{bz_name}: build_network forward/backward")
+
+
+def _check_space_refuses_unknown_option(case: _SpaceCase) -> None:
+    """Unsupported combination: an unknown supernet option raises ValueError."""
+    chk = case.chk
     bogus = {"automl_bin_conformance_unknown_option": 1}
     try:
-        space.build_supernet(input_shape, num_classes, registry.create("binarizer", "none"),
-                             bogus)
+        case.space.build_supernet(case.input_shape, case.num_classes,
+                                  case.registry.create("binarizer", "none"), bogus)
     except ValueError as exc:
         chk.require(str(exc).strip(), "build_supernet raised ValueError without a message for an "
                                       "unknown supernet option")
@@ -837,11 +912,16 @@ def check_search_space(cls: type, config: Any = None, *, input_shape: tuple[int,
                        "(supernet_options) so a strategy that needs them fails clearly")
     chk.report.ok("an unknown supernet option raises ValueError")
 
-    foreign = Genotype(space=f"not_{space.genotype_space}", cells=dict(sampled.cells))
+
+def _check_space_refuses_foreign_genotype(case: _SpaceCase) -> None:
+    """A genotype of another space raises ValueError in ``validate_genotype`` and
+    ``build_network``."""
+    chk, space = case.chk, case.space
+    foreign = Genotype(space=f"not_{space.genotype_space}", cells=dict(case.sampled.cells))
     for call, fn in (("validate_genotype", lambda: space.validate_genotype(foreign)),
                      ("build_network", lambda: space.build_network(
-                         foreign, input_shape, num_classes, registry.create("binarizer", "none"),
-                         network_keys))):
+                         foreign, case.input_shape, case.num_classes,
+                         case.registry.create("binarizer", "none"), case.network_keys))):
         try:
             fn()
         except ValueError:
@@ -852,4 +932,3 @@ def check_search_space(cls: type, config: Any = None, *, input_shape: tuple[int,
         raise chk.fail(f"{call} accepted a genotype of space {foreign.space!r}; it must raise "
                        "ValueError (call super().validate_genotype())")
     chk.report.ok("a genotype of another space raises ValueError")
-    return chk.report
