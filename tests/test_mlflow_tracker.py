@@ -196,10 +196,26 @@ def test_disabled_tracking_creates_nothing(tmp_path: Path) -> None:
     assert run.observer_state == {}
 
 
-def test_unusable_store_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
+def test_unusable_store_stops_the_run_with_the_reason(tmp_path: Path) -> None:
+    """Default on_error = "stop": a local store that cannot be opened stops the run (exit 1 with
+    the reason) instead of letting it finish untracked."""
+    from automl_bin.errors import StopRun
+
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")  # the store's folder is a file: sqlite cannot create the database
     run = make_run(tmp_path, uri=f"sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(StopRun, match=r"MLflow tracking failed in on_run_start \(store sqlite"):
+        tracker.on_run_start(run=run)
+    # the hooks the runner fires while stopping neither raise again nor warn
+    tracker.on_phase_end(run=run, phase="search", status="FAILED")
+    tracker.on_run_end(run=run, status="FAILED", summary={"error": "stopped"})
+    assert run.announcements == {}
+
+
+def test_unusable_store_with_continue_warns_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")  # the store's folder is a file: sqlite cannot create the database
+    run = make_run(tmp_path, uri=f"sqlite:///{blocker}/mlflow.db", on_error="continue")
     with pytest.warns(RuntimeWarning, match="MLflow tracking failed in on_run_start") as caught:
         run_lifecycle(run, tmp_path)
     assert len([w for w in caught if "MLflow tracking failed" in str(w.message)]) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from automl_bin.errors import UsageError
 from automl_bin.tracking.names import (
@@ -19,6 +19,13 @@ from automl_bin.tracking.names import (
     RUN_DIR_TAG,
     missing_sqlite_store,
     resolve_tracking_uri,
+    sqlite_path,
+)
+from automl_bin.tracking.sqlite_guard import (
+    OPEN_DELAYS_S,
+    RetryingClient,
+    store_lock,
+    with_retries,
 )
 
 if TYPE_CHECKING:
@@ -32,14 +39,27 @@ uri_option_help = ("MLflow store to read. Default: $MLFLOW_TRACKING_URI, else "
 
 
 def make_client(uri: str) -> MlflowClient:
-    """An ``MlflowClient`` of ``uri`` (created as is: check the store exists first)."""
+    """An ``MlflowClient`` of ``uri`` (created as is: check the store exists first).
+
+    For a sqlite store, opening it (which creates and migrates the database the first time)
+    holds a lock beside the file, so processes started together do not race through MLflow's
+    migrations, and each call of the client is retried while another process has the database
+    locked (`automl_bin.tracking.sqlite_guard`).
+    """
     # set before the first import of mlflow: no telemetry DNS lookup, no INFO chatter
     # (e.g. "Creating initial MLflow database tables...")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(tracking_uri=uri)  # servers retry and migrate on their own
+    with store_lock(db):
+        client = with_retries(lambda: MlflowClient(tracking_uri=uri), opening=True,
+                              delays=OPEN_DELAYS_S)
+    # the proxy has every method of the client it wraps
+    return cast("MlflowClient", RetryingClient(client))
 
 
 def open_client(uri: str | None) -> tuple[MlflowClient, str]:

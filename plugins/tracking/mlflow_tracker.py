@@ -19,12 +19,15 @@ runs back. Everything is a no-op when ``[tracking] enabled = false``.
 
 The plugin talks to MLflow through ``MlflowClient`` only (no fluent ``mlflow.start_run``), keeps
 its ids in ``run.state_for("mlflow")`` and imports mlflow lazily, so loading the plugin costs
-nothing for commands that never run. Tracking must never break a run: an MLflow error is caught
-and reported with one warning per run.
+nothing for commands that never run. A run must never end untracked without saying so: an
+MLflow error (after the retries of `automl_bin.tracking.sqlite_guard` on a busy sqlite store)
+stops the run with the reason under ``[tracking] on_error = "stop"`` (the default; the checkpoint
+is kept for ``--resume``), or is reported with one warning per run under ``"continue"``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import time
 import urllib.error
@@ -151,16 +154,22 @@ def _state(run: RunInfo) -> dict[str, Any] | None:
 
 
 def _fail(run: RunInfo, state: dict[str, Any], hook: str, exc: BaseException) -> None:
-    """Record an MLflow failure; warn once per run. Remote stores are given up for the run."""
+    """Record an MLflow failure. With ``[tracking] on_error = "stop"`` (the default) the first
+    one stops the run (`StopRun`: exit 1 with the reason, checkpoint kept), so no run ends
+    successfully untracked; with ``"continue"`` warn once per run. Remote stores are given up
+    for the run."""
     uri = state.get("uri", "?")
     state["failures"] = state.get("failures", 0) + 1
     # A dead server makes every call block through MLflow's retries (minutes), so stop calling
-    # it; a local store fails fast and may recover (e.g. a locked sqlite file), so keep trying.
+    # it; a local store has already been retried (sqlite_guard) and may still recover, so keep
+    # trying (and close the runs at the end).
     suspend = _is_remote(uri) or state.get("parent") is None
     if suspend:
         state["suspended"] = True
     detail = _truncate(f"{type(exc).__name__}: {exc}", 600)
-    if _is_remote(uri) and run.recipe.tracking.on_error == "stop":
+    if run.recipe.tracking.on_error == "stop" and not state.get("stopped"):
+        # once: the hooks the runner fires while stopping must not replace this error
+        state.update(stopped=True, suspended=True)
         raise StopRun(f"MLflow tracking failed in {hook} (store {uri}): {detail}.")
     if state.get("warned"):
         return
@@ -281,6 +290,11 @@ def on_run_start(run: RunInfo) -> None:
             recipe_file.write_text(run.recipe_text, encoding="utf-8")
         client.log_artifact(parent.info.run_id, str(recipe_file))
     except Exception as exc:
+        if state.get("parent") is not None and run.recipe.tracking.on_error == "stop":
+            # the runner stops before its own end: do not leave the new run RUNNING
+            with contextlib.suppress(Exception):
+                state["client"].set_terminated(state["parent"], status="FAILED",
+                                               end_time=_now_ms())
         _fail(run, state, "on_run_start", exc)
 
 
@@ -449,23 +463,26 @@ def on_run_end(run: RunInfo, status: str, summary: Mapping[str, Any]) -> None:
         return
     state["ended"] = True
     client = state["client"]
+    failed: BaseException | None = None
     if not state.get("suspended"):
         try:
             _log_on_parent_once(state, _numeric({k: v for k, v in summary.items() if k != "error"}))
             if summary.get("error"):
                 client.set_tag(state["parent"], ERROR_TAG, _truncate(str(summary["error"]), _MAX_ERROR_LEN))
         except Exception as exc:
-            _fail(run, state, "on_run_end", exc)
+            failed = exc
+            state["failures"] = state.get("failures", 0) + 1
     # Close the runs even after a failure, so they do not stay RUNNING in the UI; for a remote
     # store only when it answers quickly (no minutes of retries at exit).
-    if state.get("suspended") and _probe(state["uri"]) is not None:
-        return
-    try:
-        if state.get("failures"):
-            client.set_tag(state["parent"], INCOMPLETE_TAG, "true")
-        _close(state, status)
-    except Exception as exc:
-        _fail(run, state, "on_run_end", exc)
+    if not (state.get("suspended") and _probe(state["uri"]) is not None):
+        try:
+            if state.get("failures"):
+                client.set_tag(state["parent"], INCOMPLETE_TAG, "true")
+            _close(state, status)
+        except Exception as exc:
+            failed = failed or exc
+    if failed is not None:
+        _fail(run, state, "on_run_end", failed)  # may stop: the run then exits non-zero
 
 
 # --------------------------------------------------------------------------------------------
