@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,9 @@ __all__ = [
     "ResolvedRecipe",
     "load_recipe",
     "parse_recipe",
+    "parse_toml",
+    "MAX_NESTING",
+    "MAX_NAME_LENGTH",
     "read_recipe_text",
     "recipe_from_data",
     "recipe_sections",
@@ -58,10 +62,29 @@ def _portion(_inst: Any, attribute: attrs.Attribute, value: float) -> None:
         raise ValueError(f"'{attribute.name}' must be between 0 and 1 (exclusive), got {value}")
 
 
+#: the longest experiment name: it is a folder name and an MLflow experiment name
+MAX_NAME_LENGTH = 100
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def _experiment_name(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
+    # the name becomes a folder under output_dir: a separator, "..", a control character or an
+    # over-long name would write elsewhere or fail only when the run starts
+    if _NAME.fullmatch(value) and len(value) <= MAX_NAME_LENGTH:
+        return
+    shown = repr(value) if len(value) <= 40 else f"{value[:37]!r}... ({len(value)} characters)"
+    raise ValueError(
+        f"'name' is {shown}, but an experiment name is a folder under output_dir and an MLflow "
+        f"experiment, so it must be 1 to {MAX_NAME_LENGTH} characters of letters, digits, '-', "
+        "'_' and '.', not starting with '.' (e.g. name = \"darts-fmnist\"); put folders in "
+        "output_dir instead")
+
+
 @attrs.frozen(kw_only=True)
 class ExperimentConfig:
-    #: MLflow experiment name and the folder name under output_dir
-    name: str = "automl-bin"
+    #: MLflow experiment name and the folder name under output_dir: letters, digits, ``-``,
+    #: ``_`` and ``.`` (not first), at most 100 characters
+    name: str = attrs.field(default="automl-bin", validator=_experiment_name)
     #: seeds python, numpy and torch; the DARTS search default is 2
     seed: int = 2
     #: every run writes a new folder output_dir/<name>/<timestamp>-<id>; nothing is overwritten
@@ -148,12 +171,74 @@ _SECTIONS = ("experiment", "data", "search_space", "binarizer", "strategy", "ret
 _DEFAULT_NAMES = {"search_space": "darts", "binarizer": "none"}
 
 
+#: the deepest nesting of tables and arrays a recipe may have; real recipes use 3 or 4
+MAX_NESTING = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables and arrays in ``value`` (0 for a scalar); iterative, so a
+    hostile document cannot exhaust the stack."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children = list(node.values())
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(source: str) -> UsageError:
+    return UsageError(
+        f"{source} nests tables or arrays more than {MAX_NESTING} levels deep; a recipe needs "
+        "only a few levels ([section], a key's table, a list). Flatten the recipe (or the --set "
+        "key) to a few levels.")
+
+
+_STRING_OR_COMMENT = re.compile(
+    r'"""(?:\\.|[^\\])*?"""' r"|'''.*?'''" r'|"(?:\\.|[^"\\\n])*"' r"|'[^'\n]*'" r"|#[^\n]*",
+    re.DOTALL)
+_FLOAT = re.compile(r"(?<![\w.])[+-]?\d[\d_]*\.\d[\d_]*(?:[eE][+-]?\d+)?(?![\w.])")
+
+
+def _dotted_too_deep(text: str) -> bool:
+    """Whether a line has a dotted key of more than `MAX_NESTING` parts. Checked before parsing
+    because tomllib's time and memory grow with the square of a key's parts (10k parts: 5 s)."""
+    bare = _FLOAT.sub("0", _STRING_OR_COMMENT.sub("", text))
+    return any(line.count(".") > MAX_NESTING for line in bare.splitlines())
+
+
+def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
+    """Parse recipe TOML ``text``: a UsageError for invalid TOML or nesting beyond `MAX_NESTING`."""
+    if _dotted_too_deep(text):
+        raise _too_deep(source)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source} is not valid TOML: {exc}. Check the line it names.") from exc
+    except RecursionError:
+        raise _too_deep(source) from None
+    if _depth(raw) > MAX_NESTING:
+        raise _too_deep(source)
+    return raw
+
+
 def _parse_value(text: str) -> Any:
     """Parse an override value as TOML (``3``, ``0.1``, ``true``, ``"x"``, ``[1, 2]``), else a string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+        return parse_toml(f"v = {text}", "--set value")["v"]
+    except UsageError as exc:
+        if isinstance(exc.__cause__, tomllib.TOMLDecodeError):
+            return text
+        raise
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -170,6 +255,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             raise UsageError(
                 f"--set {item!r}: the key must name a section and a key, e.g. strategy.epochs=3."
             )
+        if len(parts) > MAX_NESTING:
+            raise _too_deep(f"--set {key[:40]!r}...")
         node = out
         for part in parts[:-1]:
             child = node.setdefault(part, {})
@@ -193,11 +280,7 @@ def _component(raw: Mapping[str, Any], section: str, reserved: Sequence[str] = (
 
 def parse_recipe(text: str, overrides: Sequence[str] = (), source: str = "<string>") -> Recipe:
     """Parse recipe TOML ``text``; see `load_recipe`."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{source} is not valid TOML: {exc}. Check the line it names.") from exc
-    return recipe_from_data(apply_overrides(raw, overrides), source)
+    return recipe_from_data(apply_overrides(parse_toml(text, source), overrides), source)
 
 
 def recipe_sections() -> tuple[str, ...]:
@@ -207,6 +290,8 @@ def recipe_sections() -> tuple[str, ...]:
 
 def recipe_from_data(raw: dict[str, Any], source: str = "<string>") -> Recipe:
     """Validate parsed recipe data (a TOML document as dicts) into a `Recipe`."""
+    if _depth(raw) > MAX_NESTING:
+        raise _too_deep(source)
     experiment = raw.get("experiment")
     if "suite" in raw or "sweep" in raw or "reference" in raw or (
             isinstance(experiment, dict) and "seeds" in experiment):

@@ -29,7 +29,6 @@ import copy
 import functools
 import itertools
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,11 @@ from automl_bin.errors import UsageError, suggest
 from automl_bin.recipe import (
     Recipe,
     apply_overrides,
+    parse_toml,
     read_recipe_text,
     recipe_from_data,
     recipe_sections,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["Member", "SuitePlan", "expand_recipe", "load_plan", "parse_plan",
            "REFERENCE_KINDS", "REFERENCE_LABEL"]
@@ -373,11 +368,7 @@ def expand_recipe(raw: Mapping[str, Any], overrides: Sequence[str] = (),
 
 def parse_plan(text: str, overrides: Sequence[str] = (), source: str = "<string>") -> SuitePlan:
     """Parse recipe TOML ``text`` into a `SuitePlan` (one member for a plain recipe)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{source} is not valid TOML: {exc}. Check the line it names.") from exc
-    return expand_recipe(raw, overrides, source)
+    return expand_recipe(parse_toml(text, source), overrides, source)
 
 
 def load_plan(path: str | Path, overrides: Sequence[str] = ()) -> SuitePlan:
