@@ -30,7 +30,9 @@ from automl_bin.plots.compare import plot_accuracy_vs_cost, plot_sweep
 from automl_bin.plugins import PluginSet, call_observers
 from automl_bin.progress import Progress
 from automl_bin.recipe import ResolvedRecipe, resolve
-from automl_bin.resume import find_resume_point
+from automl_bin.dead_runs import mark_dead_run_killed
+from automl_bin.resume import ResumePoint, check_recipe_changes, find_resume_point
+from automl_bin.run_lock import acquire_run_lock
 from automl_bin.run_info import SuiteInfo
 from automl_bin.runner import RunInterrupted, new_run_dir, recipe_to_toml, run
 from automl_bin.suite import Member, SuitePlan
@@ -61,6 +63,9 @@ class SuiteResume:
     entries: dict[str, dict[str, Any]]
     #: the suite's announcements (``mlflow_suite_run_id``, ...)
     announcements: dict[str, Any]
+    #: recipe keys (or tables) whose change since a member's checkpoint ``--allow-changes``
+    #: accepts
+    allowed_changes: tuple[str, ...] = ()
 
 
 def find_suite_resume(folder: Path) -> SuiteResume:
@@ -115,9 +120,29 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
     first = plan.members[0].recipe
     if resume is None:
         run_dir = new_run_dir(first.experiment.output_dir, f"{plan.name}-suite")
+        lock = acquire_run_lock(run_dir)
         write_text_atomic(run_dir / "recipe.toml", recipe_to_toml(plan.raw))
     else:
         run_dir = resume.run_dir
+        lock = acquire_run_lock(run_dir)  # a suite being resumed twice at once is refused
+    try:
+        if resume is not None:  # refuse edited member recipes before anything runs
+            for member, rec in zip(plan.members, resolved):
+                try:
+                    _member_resume_point(resume.entries.get(member.name, {}), rec, resume)
+                except UsageError as exc:
+                    raise UsageError(f"Suite member {member.name!r} (its recipe is the suite's "
+                                     f"recipe.toml in {str(run_dir)!r}): {exc}") from exc
+        return _run_suite_in(plan, resolved, plugins, progress, resume, run_dir)
+    finally:
+        lock.release()
+
+
+def _run_suite_in(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: PluginSet,
+                  progress: Progress, resume: SuiteResume | None, run_dir: Path
+                  ) -> SuiteResult:
+    """`run_suite` in its (locked) folder."""
+    first = plan.members[0].recipe
     info = SuiteInfo(name=plan.name, recipe=first, recipe_text=recipe_to_toml(plan.raw),
                      run_dir=run_dir, members=tuple(m.name for m in plan.members),
                      sweep_keys=plan.sweep_keys,
@@ -189,7 +214,7 @@ def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: P
                                      run_id=earlier.get("mlflow_run_id") or ""))
             continue
         progress.info(f"[{i}/{len(plan.members)}] {member.name}")
-        point = _member_resume_point(earlier)
+        point = _member_resume_point(earlier, rec, resume)
         if point is not None:
             progress.info(f"Resuming {member.name} in {point.run_dir}")
         search.metrics = {}
@@ -279,16 +304,23 @@ def _folder(exc: BaseException) -> str | None:
     return str(run_dir) if run_dir is not None else None
 
 
-def _member_resume_point(entry: dict[str, Any]) -> Any:
+def _member_resume_point(entry: dict[str, Any], rec: ResolvedRecipe,
+                         resume: SuiteResume | None) -> ResumePoint | None:
     """Where an interrupted member continues, or None to run it from the start (it had no
-    folder or no finished search epoch yet)."""
+    folder or no finished search epoch yet). A member whose process died is marked KILLED;
+    one whose recipe in the suite's recipe.toml changed since its checkpoint is refused
+    unless the suite resume allows the change (`check_recipe_changes`)."""
     folder = entry.get("run_dir")
-    if not folder or entry.get("status") == "FINISHED":
+    if not folder or entry.get("status") == "FINISHED" or resume is None:
         return None
+    if Path(folder).is_dir():
+        mark_dead_run_killed(Path(folder))
     try:
-        return find_resume_point(Path(folder))
+        point = find_resume_point(Path(folder))
     except UsageError:
         return None
+    point = attrs.evolve(point, recipe_text=recipe_to_toml(rec.recipe.raw))
+    return check_recipe_changes(point, resume.allowed_changes)
 
 
 def _row_tags(resolved: ResolvedRecipe) -> dict[str, str]:

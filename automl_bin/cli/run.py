@@ -181,7 +181,7 @@ def _resume(target: str, overrides: tuple[str, ...], uri: str | None, progress: 
                              "or a suite of `automl-bin run`.")
         path = Path(folder)
     if path.is_dir() and (path / SUITE_FILE).is_file():
-        _resume_suite(path, progress)
+        _resume_suite(path, progress, allowed)
         return
     _refuse_live_run(path)
     point = check_recipe_changes(find_resume_point(path), allowed)
@@ -212,12 +212,14 @@ def _refuse_live_run(path: Any) -> None:
                    "now marked KILLED in its folder and in MLflow.", err=True)
 
 
-def _resume_suite(folder: Any, progress: Any) -> None:
+def _resume_suite(folder: Any, progress: Any, allowed: list[str]) -> None:
     """Continue the interrupted suite in ``folder`` (see `automl_bin.suite_runner`)."""
+    import attrs
+
     from automl_bin.suite import parse_plan
     from automl_bin.suite_runner import find_suite_resume, resolve_plan, run_suite
 
-    point = find_suite_resume(folder)
+    point = attrs.evolve(find_suite_resume(folder), allowed_changes=tuple(allowed))
     plan = parse_plan(point.recipe_text, (), source=str(folder / "recipe.toml"))
     plugins = load_plugins_warned()
     resolved = resolve_plan(plan, plugins)
