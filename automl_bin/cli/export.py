@@ -7,6 +7,8 @@ rebuilt from the folder's recipe.toml and genotype.json and loaded from its mode
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,65 @@ def run_folder(target: str, uri: str | None) -> Path:
         raise UsageError(f"{target!r} is not a run folder: pass a folder under runs/ holding "
                          "recipe.toml, genotype.json and model.pt, or an MLflow run id.")
     return run_folder_of(target, uri)
+
+
+#: files whose presence beside a ``recipe.toml`` makes a folder a run (or suite) folder
+_RUN_MARKERS = ("genotype.json", "summary.json", "announcements.json", "search_checkpoint.pt")
+
+
+def _is_run_folder(path: Path) -> bool:
+    return (path / "recipe.toml").is_file() and any((path / m).exists() for m in _RUN_MARKERS)
+
+
+def _run_folder_holding(path: Path) -> Path | None:
+    """The run folder ``path`` lies in (at any depth), else None."""
+    return next((p for p in path.parents if _is_run_folder(p)), None)
+
+
+def destination(out: str | None, folder: Path, fmt: str, *, force: bool) -> Path:
+    """The file to write: ``--out``, else the format's default name in the run folder.
+
+    A new file may go anywhere whose folder exists and is writable. An existing file is
+    replaced only with ``force``, and never when it belongs to a run folder (the run's weights,
+    checkpoints, recipe...), except an earlier export of that folder (its default names).
+    """
+    path = Path(out) if out else folder / DEFAULT_NAMES[fmt]
+    shown = str(path)
+    real = path.resolve()  # a link is judged by what it points to
+    if real.is_dir():
+        raise UsageError(f"--out {shown!r} is a folder; name the file to write, e.g. "
+                         f"--out {str(path / DEFAULT_NAMES[fmt])!r}.")
+    if not real.parent.is_dir():
+        raise UsageError(f"The folder of --out {shown!r} does not exist; create it first, or "
+                         "pass a path in an existing folder.")
+    if not os.access(real.parent, os.W_OK):
+        raise UsageError(f"Cannot write {shown!r}: its folder {str(real.parent)!r} is not "
+                         "writable. Pass --out with a path in a folder you can write to.")
+    if not (real.exists() or real.is_symlink()):
+        return path
+    owner = _run_folder_holding(real)
+    if not real.is_file() or (owner is not None and not (
+            real.parent == owner and real.name in DEFAULT_NAMES.values())):
+        where = f"a file of the run folder {str(owner)!r}" if owner else "not a regular file"
+        raise UsageError(f"--out {shown!r} already exists and is {where}; export never "
+                         "replaces it (not even with --force). Pass --out with a new file "
+                         "name" + (" outside run folders." if owner else "."))
+    if not force:
+        raise UsageError(f"--out {shown!r} already exists; pass --force to replace it, or "
+                         "choose another --out.")
+    return path
+
+
+def _write(path: Path, write: Callable[[], int]) -> int:
+    """``write()``, with an operating-system error as a one-paragraph usage error."""
+    try:
+        return write()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        what = f"creating {exc.filename!r} failed: " if exc.filename else ""
+        raise UsageError(f"Cannot write the exported network to {str(path)!r} ({what}{reason}); "
+                         "its folder does not accept new files. Pass --out with a path in a "
+                         "folder you can write to.") from exc
 
 
 def load_run_network(folder: Path) -> tuple[Any, Any, tuple[int, int, int], Any]:
@@ -93,15 +154,17 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(sorted(DEFAULT_NAMES)), default="packed",
               show_default=True, help="packed: 1-bit weights in bits, for automl_bin.deploy; "
                                       "torchscript/onnx: the simulated float network.")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), metavar="PATH",
+@click.option("--out", default=None, metavar="PATH",
               help="Output file. Default: model.abin, model.torchscript.pt or model.onnx in the "
-                   "run folder.")
+                   "run folder. An existing file is replaced only with --force, and never a "
+                   "file of a run folder (its earlier exports excepted).")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @click.option("--uri", default=None, metavar="URI",
               help="MLflow store to look a run id up in. Default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///<current folder>/mlflow.db.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="After a packed export, run the file and compare it with PyTorch.")
-def export_command(run_id: str, fmt: str, out: str | None, uri: str | None,
+def export_command(run_id: str, fmt: str, out: str | None, force: bool, uri: str | None,
                    verify: bool) -> None:
     """Export the retrained network of a run.
 
@@ -114,19 +177,18 @@ def export_command(run_id: str, fmt: str, out: str | None, uri: str | None,
 
     folder = run_folder(run_id, uri)
     net, genotype, shape, resolved = load_run_network(folder)
-    path = Path(out) if out else folder / DEFAULT_NAMES[fmt]
-    if not path.parent.is_dir():
-        raise UsageError(f"The folder of --out {str(path)!r} does not exist; create it first.")
+    path = destination(out, folder, fmt, force=force)
     r = resolved.recipe
     if fmt == "torchscript":
-        size = exporter.export_torchscript(net, shape, path)
+        size = _write(path, lambda: exporter.export_torchscript(net, shape, path))
     elif fmt == "onnx":
-        size = exporter.export_onnx(net, shape, path)
+        size = _write(path, lambda: exporter.export_onnx(net, shape, path))
     else:
         source = {"run_folder": str(folder.resolve()), "experiment": r.experiment.name,
                   "search_space": r.search_space.name, "binarizer": r.binarizer.name,
                   "data": r.data.name}
-        size = exporter.export_packed(net, shape, path, genotype=genotype, source=source)
+        size = _write(path, lambda: exporter.export_packed(net, shape, path, genotype=genotype,
+                                                          source=source))
     click.echo(f"Wrote {fmt} network of {folder} to {path} ({size:,} bytes).")
     if fmt == "packed":
         from automl_bin.deploy.format import read_packed

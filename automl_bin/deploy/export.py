@@ -8,8 +8,9 @@ graph the engine runs. TorchScript and ONNX export the simulated network as PyTo
 
 from __future__ import annotations
 
+import io
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,9 @@ def export_torchscript(model: nn.Module, input_shape: Sequence[int], path: str |
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, example)
-        traced.save(str(path))
-    return Path(path).stat().st_size
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    return _write_atomic(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
 
 
 def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> int:
@@ -131,8 +133,20 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) 
         program = torch.onnx.export(model, (example,), dynamo=True, verbose=False,
                                     input_names=["input"], output_names=["logits"],
                                     dynamic_shapes=({0: batch},))
-    program.save(str(path), external_data=False)
-    return Path(path).stat().st_size
+    return _write_atomic(Path(path), lambda tmp: program.save(str(tmp), external_data=False))
+
+
+def _write_atomic(target: Path, write: Callable[[Path], object]) -> int:
+    """``write`` a temporary file beside ``target``, then rename it over ``target`` (a failed
+    export never leaves half a file); returns the size. Raises `OSError`."""
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        write(tmp)
+        size = tmp.stat().st_size
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
 
 
 def _importable(name: str) -> bool:
