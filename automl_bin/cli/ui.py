@@ -14,6 +14,7 @@ where runs are selected and compared, is ``#/experiments/<ID>/runs?workflowType=
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ import click
 from automl_bin.tracking.names import missing_sqlite_store, resolve_tracking_uri, sqlite_path
 
 __all__ = ["ui_command", "server_command", "server_env", "runs_url", "list_experiments",
-           "sqlite_experiments"]
+           "sqlite_experiments", "is_loopback", "exposure_warning"]
 
 #: ``(experiment ID, name, has active runs)``
 Experiment = tuple[str, str, bool]
@@ -141,6 +142,29 @@ def list_experiments(base_url: str) -> list[Experiment]:
     return rows
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: a real interface
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """The warning for serving on ``host`` when other machines can reach it, else None."""
+    if is_loopback(host):
+        return None
+    return (f"Warning: --host {host} exposes this MLflow server to the network with no "
+            f"authentication: anyone who can reach port {port} can read, change and delete "
+            "every run, artifact and experiment of the store. To look at it from another "
+            "machine, keep the default --host 127.0.0.1 and use an SSH tunnel (`ssh -L "
+            f"{port}:127.0.0.1:{port} USER@THIS-MACHINE`, then open http://127.0.0.1:{port}), "
+            "or put the server behind a reverse proxy that requires a login (e.g. nginx with "
+            "auth_basic and TLS).")
+
+
 def _port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -242,7 +266,8 @@ def _announce(url: str, uri: str, experiment: str | None,
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
               help="Port to serve on.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind; 0.0.0.0 exposes the UI to the network.")
+              help="Interface to bind; 0.0.0.0 exposes the UI, with no authentication, to "
+                   "the network (see docs/comparing.md).")
 def ui_command(uri: str | None, experiment: str | None, port: int, host: str) -> None:
     """Browse and compare tracked runs in the MLflow UI (Ctrl-C to stop).
 
@@ -263,6 +288,9 @@ def ui_command(uri: str | None, experiment: str | None, port: int, host: str) ->
     """
     uri = resolve_tracking_uri(uri)
     experiments = _check_store(uri, experiment, host, port)
+    warning = exposure_warning(host, port)
+    if warning is not None:
+        click.echo(warning, err=True)
     _serve(uri, host, port, experiment, experiments)
 
 
