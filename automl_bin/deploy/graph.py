@@ -8,12 +8,16 @@ in a separate tensor table (role -> tensor name per node), so the graph is plain
 defined earlier, tensors present with the exact shapes the attributes imply, and a positive
 output size. A graph that passes cannot make the engine index out of bounds, which is what
 keeps a crafted or damaged file (with a valid checksum) from crashing the compiled kernels.
+It also cannot ask for absurd memory: no value may hold more than `MAX_VALUE_ELEMENTS` numbers
+per sample, and the values alive at once no more than `MAX_LIVE_ELEMENTS` (tensor-free ops such
+as ``cat`` and ``pad`` could otherwise declare terabytes from a few bytes of JSON).
 
 Shapes exclude the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for vectors.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,12 +27,18 @@ from attrs import field, frozen
 from automl_bin.deploy.bits import words_for
 
 __all__ = ["Node", "Graph", "GraphError", "INPUT", "infer_shapes", "infer_node",
-           "conv_output_size"]
+           "conv_output_size", "peak_live_elements", "MAX_VALUE_ELEMENTS", "MAX_LIVE_ELEMENTS"]
 
 #: the value name of the network input
 INPUT = "input"
 
 Shape = tuple[int, ...]
+
+#: the most numbers one value may hold per sample: 2**26 (256 MiB of float32). A DARTS network
+#: on 32x32 images needs about 150k, one on 224x224 images without a reducing stem about 10M.
+MAX_VALUE_ELEMENTS = 2**26
+#: the most numbers alive at once per sample while the engine runs: 2**28 (1 GiB of float32)
+MAX_LIVE_ELEMENTS = 2**28
 
 
 class GraphError(ValueError):
@@ -346,6 +356,7 @@ def infer_node(node: Node, inputs: Sequence[Shape], tensors: Mapping[str, np.nda
 def infer_shapes(graph: Graph, tensors: Mapping[str, np.ndarray]) -> dict[str, Shape]:
     """The shape of every value, checking each node on the way (raises `GraphError`)."""
     shapes: dict[str, Shape] = {INPUT: graph.input_shape}
+    _check_size(INPUT, graph.input_shape)
     for node in graph.nodes:
         if node.id in shapes:
             raise GraphError(f"node id {node.id!r} is used twice")
@@ -353,6 +364,42 @@ def infer_shapes(graph: Graph, tensors: Mapping[str, np.ndarray]) -> dict[str, S
         if missing:
             raise GraphError(f"node {node.id!r} reads {missing} before they are computed")
         shapes[node.id] = infer_node(node, [shapes[n] for n in node.inputs], tensors)
+        _check_size(node.id, shapes[node.id])
     if graph.output not in shapes:
         raise GraphError(f"the graph output {graph.output!r} is not a computed value")
+    peak = peak_live_elements(graph, shapes)
+    if peak > MAX_LIVE_ELEMENTS:
+        raise GraphError(
+            f"running it keeps {peak:,} numbers per sample alive at once, more than the engine's "
+            f"limit of {MAX_LIVE_ELEMENTS:,} (1 GiB of float32); no exported network is that "
+            "large, so the file is crafted or damaged")
     return shapes
+
+
+def _check_size(name: str, shape: Shape) -> None:
+    count = math.prod(shape)
+    if count > MAX_VALUE_ELEMENTS:
+        what = "the input" if name == INPUT else f"node {name!r}"
+        raise GraphError(
+            f"{what} declares a value of shape {list(shape)} ({count:,} numbers per sample), "
+            f"more than the engine's limit of {MAX_VALUE_ELEMENTS:,} (256 MiB of float32) for "
+            "one value; no exported network is that large, so the file is crafted or damaged")
+
+
+def peak_live_elements(graph: Graph, shapes: Mapping[str, Shape]) -> int:
+    """The most numbers per sample alive at once when the engine runs ``graph`` in order,
+    dropping each value after its last reader (as `PackedNetwork` does)."""
+    last: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last[name] = i
+    dies: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name != graph.output:
+            dies.setdefault(i, []).append(name)
+    live = peak = math.prod(shapes[INPUT])
+    for i, node in enumerate(graph.nodes):
+        live += math.prod(shapes[node.id])
+        peak = max(peak, live)
+        live -= sum(math.prod(shapes[name]) for name in dies.get(i, ()))
+    return peak
