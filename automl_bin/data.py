@@ -11,9 +11,10 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from automl_bin.errors import UsageError
 from automl_bin.interfaces import DataSplits
 
-__all__ = ["TensorBatches", "make_splits"]
+__all__ = ["TensorBatches", "make_splits", "check_splits"]
 
 
 class TensorBatches:
@@ -112,6 +113,42 @@ def _cutout(x: torch.Tensor, gen: torch.Generator, length: int) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.device, x.dtype)
 
 
+def check_splits(data: DataSplits, where: str = "The data set") -> None:
+    """Raise a UsageError unless each split has as many labels as images, all in
+    ``0 .. num_classes - 1``: files of different splits mixed up would otherwise train to chance
+    without a word. ``where`` names the data set (and its folder) in the message."""
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        n_images, n_labels = int(images.shape[0]), int(labels.shape[0])
+        if n_images != n_labels:
+            raise UsageError(
+                f"{where} has {n_images:,} {split} images but {n_labels:,} {split} labels: its "
+                "image and label files do not belong together (e.g. the test labels copied over "
+                "the training labels). Restore the data set's original files.")
+        if n_images == 0:
+            raise UsageError(f"{where} has no {split} images. Restore the data set's files.")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= data.num_classes:
+            raise UsageError(
+                f"{where} has {split} labels from {low} to {high}, but {data.num_classes} classes "
+                f"(labels 0 to {data.num_classes - 1}): its label files are not this data set's. "
+                "Restore the data set's original files.")
+
+
+def _check_sizes(n: int, subset: int | None, n_train: int, batch_size: int) -> None:
+    """Refuse (rather than silently cut) a subset or batch size the data cannot fill."""
+    if subset is not None and subset > n:
+        raise UsageError(
+            f"[data] subset = {subset:,} is more than the {n:,} training images of the data set. "
+            f"Lower it (e.g. --set data.subset={n}) or remove it to search on all images.")
+    if batch_size > n_train:
+        images = f"subset of {subset:,}" if subset is not None else f"{n:,} training images"
+        raise UsageError(
+            f"[data] batch_size = {batch_size} is more than the {n_train:,} images the search "
+            f"trains weights on (train_portion of the {images}), so every epoch would be one "
+            f"short batch. Lower it (e.g. --set data.batch_size={n_train}) or use more images.")
+
+
 def make_splits(
     data: DataSplits,
     *,
@@ -128,7 +165,10 @@ def make_splits(
     ``subset`` limits the images the *search* uses (train + val); ``train_full`` is always the
     whole training set, which the final network is retrained on. The split is a seeded
     permutation, so it is the same for every strategy run with the same seed and data.
+    Mismatched splits (`check_splits`), a ``subset`` larger than the training set and a
+    ``batch_size`` larger than the search's training split are a UsageError.
     """
+    check_splits(data)
     n = int(data.train_labels.shape[0])
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)
@@ -137,6 +177,7 @@ def make_splits(
     n_train = max(1, int(round(len(order) * train_portion)))
     if n_train >= len(order):
         n_train = len(order) - 1
+    _check_sizes(n, subset, n_train, batch_size)
     train_idx, val_idx = order[:n_train].sort().values, order[n_train:].sort().values
 
     def make(images: torch.Tensor, labels: torch.Tensor, salt: int, bs: int, aug: bool) -> TensorBatches:

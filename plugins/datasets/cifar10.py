@@ -45,6 +45,8 @@ class Cifar10(Dataset):
         import torch
         from torchvision.datasets import CIFAR10
 
+        from automl_bin.data import check_splits
+
         root = os.path.abspath(os.path.expanduser(self.config.root))
         try:
             train = CIFAR10(root, train=True, download=self.config.download)
@@ -57,7 +59,7 @@ class Cifar10(Dataset):
             # torchvision keeps HWC numpy arrays for PIL; the runner wants CHW tensors.
             return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
 
-        return DataSplits(
+        splits = DataSplits(
             train_images=images(train),
             train_labels=torch.tensor(train.targets, dtype=torch.int64),
             test_images=images(test),
@@ -67,6 +69,8 @@ class Cifar10(Dataset):
             std=_STD,
             class_names=tuple(train.classes),
         )
+        check_splits(splits, f"CIFAR-10 in {os.path.join(root, _FOLDER)}")
+        return splits
 
     def _message(self, root: str, exc: BaseException) -> str:
         folder = os.path.join(root, _FOLDER)

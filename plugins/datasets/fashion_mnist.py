@@ -10,16 +10,18 @@ to download.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
+import struct
 import tempfile
 
 import attrs
 
-from automl_bin.errors import DataNotFoundError
+from automl_bin.errors import DataNotFoundError, UsageError
 from automl_bin.interfaces import Dataset, DataShape, DataSplits
 
-__all__ = ["FashionMnist", "FashionMnistConfig", "RAW_FILES"]
+__all__ = ["FashionMnist", "FashionMnistConfig", "RAW_FILES", "check_raw_files"]
 
 #: the uncompressed IDX files torchvision expects in <root>/FashionMNIST/raw/
 RAW_FILES = (
@@ -64,6 +66,50 @@ def _gunzip_atomic(src: str, dst: str) -> None:
         raise
 
 
+def _idx_count(path: str, fix: str) -> int:
+    """The item count an IDX file of unsigned bytes declares, after checking the file holds
+    exactly what its header declares (torchvision reports a short file as "not found")."""
+    name = os.path.basename(path)
+    dims = 3 if "images" in name else 1
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * dims)
+    if len(head) < 4 or struct.unpack(">I", head[:4])[0] != 0x800 + dims:
+        raise UsageError(f"{path} is not an IDX file of {'images' if dims == 3 else 'labels'} "
+                         f"(truncated or another file). {fix}")
+    if len(head) < 4 + 4 * dims:
+        raise UsageError(f"{path} is truncated: {size} bytes, less than its header. {fix}")
+    shape = struct.unpack(f">{dims}I", head[4:])
+    expected = 4 + 4 * dims + math.prod(shape)
+    if size != expected:
+        problem = "is truncated" if size < expected else "is longer than it should be"
+        raise UsageError(f"{path} {problem}: {size:,} bytes, its header declares {expected:,} "
+                         f"({' x '.join(map(str, shape))} bytes of data). {fix}")
+    return shape[0]
+
+
+def check_raw_files(raw: str, system_dir: str) -> None:
+    """Raise a UsageError naming the file when a raw IDX file in ``raw`` is truncated or not
+    IDX, or when a split's image and label files hold different counts (the test labels copied
+    over the training labels would otherwise train to chance). Missing files are left to
+    torchvision, which reports them as not found."""
+    counts: dict[str, int] = {}
+    for name in RAW_FILES:
+        path = os.path.join(raw, name)
+        fix = (f"Delete it so that it is copied again from {system_dir} (Debian's "
+               "dataset-fashion-mnist) or downloaded again with `[data] download = true`.")
+        if os.path.isfile(path):
+            counts[name] = _idx_count(path, fix)
+    for split in ("train", "t10k"):
+        images, labels = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+        if images in counts and labels in counts and counts[images] != counts[labels]:
+            raise UsageError(
+                f"{raw} has {counts[images]:,} images in {images} but {counts[labels]:,} labels "
+                f"in {labels}: the files do not belong together (a label file of the other "
+                f"split?). Delete both so that they are copied again from {system_dir} or "
+                "downloaded again with `[data] download = true`.")
+
+
 def install_from_system(root: str, system_dir: str) -> bool:
     """Decompress the missing raw files from ``system_dir`` into ``root``.
 
@@ -94,6 +140,8 @@ class FashionMnist(Dataset):
         import torch
         from torchvision.datasets import FashionMNIST
 
+        from automl_bin.data import check_splits
+
         root = os.path.abspath(os.path.expanduser(self.config.root))
         system_dir = os.path.expanduser(self.config.system_dir)
         try:
@@ -105,13 +153,14 @@ class FashionMnist(Dataset):
                 "Point to a writable folder with --set data.root=PATH, or reinstall the files with "
                 "`apt-get install --reinstall -y dataset-fashion-mnist`."
             ) from exc
+        check_raw_files(raw_folder(root), system_dir)
         try:
             train = FashionMNIST(root, train=True, download=self.config.download)
             test = FashionMNIST(root, train=False, download=False)
         except (RuntimeError, OSError) as exc:
             raise DataNotFoundError(self._message(root, system_dir, exc)) from exc
 
-        return DataSplits(
+        splits = DataSplits(
             train_images=train.data.unsqueeze(1).contiguous(),
             train_labels=train.targets.to(torch.int64),
             test_images=test.data.unsqueeze(1).contiguous(),
@@ -121,6 +170,8 @@ class FashionMnist(Dataset):
             std=_STD,
             class_names=tuple(train.classes),
         )
+        check_splits(splits, f"Fashion-MNIST in {raw_folder(root)}")
+        return splits
 
     def _message(self, root: str, system_dir: str, exc: BaseException) -> str:
         raw = raw_folder(root)
