@@ -112,7 +112,9 @@ class Row:
     do: str
     binarizer: str
     sweep: tuple[tuple[str, str], ...]
+    #: runs that finished with finite results (the ones the numbers are over)
     runs: int
+    #: runs that ended FAILED (a raising plugin, a stopped tracking store, non-finite values)
     failed: int
     acc_mean: float | None
     acc_std: float | None
@@ -137,6 +139,20 @@ class Row:
     delta_seeds: int = 0
     #: the mean accuracy's percentile (0-100) among every random-genotype run's accuracy
     percentile: float | None = None
+    #: runs that ended KILLED (Ctrl-C, SIGTERM, a process found dead)
+    killed: int = 0
+    #: runs still RUNNING (or SCHEDULED): in progress, or died without a word
+    running: int = 0
+    #: runs that ended FINISHED with a non-finite test accuracy or loss (a diverged training
+    #: recorded before automl-bin stopped such runs)
+    diverged: int = 0
+
+    @property
+    def not_finished(self) -> dict[str, int]:
+        """The counts of the row's runs that the numbers leave out, by what became of them."""
+        counts = {"failed": self.failed, "killed": self.killed, "diverged": self.diverged,
+                  "running": self.running}
+        return {k: n for k, n in counts.items() if n}
 
     def as_dict(self) -> dict[str, Any]:
         out = attrs.asdict(self)
@@ -151,6 +167,28 @@ def _mean(values: Sequence[float]) -> float | None:
 def _values(records: Sequence[RunRecord], key: str) -> list[float]:
     return [float(r.metrics[key]) for r in records
             if key in r.metrics and math.isfinite(float(r.metrics[key]))]
+
+
+#: summary metrics that must be finite for a finished run to count
+_MUST_BE_FINITE = (ACCURACY, "test_loss")
+
+
+def _diverged(record: RunRecord) -> bool:
+    return any(not math.isfinite(float(record.metrics[key])) for key in _MUST_BE_FINITE
+               if key in record.metrics)
+
+
+def _finished(record: RunRecord) -> bool:
+    """A run the table's numbers may use: FINISHED, with finite results."""
+    return record.status == "FINISHED" and not _diverged(record)
+
+
+def _outcomes(members: Sequence[RunRecord]) -> dict[str, int]:
+    """How many of ``members`` ended FAILED, KILLED, diverged or are still running."""
+    return {"failed": sum(r.status == "FAILED" for r in members),
+            "killed": sum(r.status == "KILLED" for r in members),
+            "diverged": sum(r.status == "FINISHED" and _diverged(r) for r in members),
+            "running": sum(r.status not in ("FINISHED", "FAILED", "KILLED") for r in members)}
 
 
 def _row_key(record: RunRecord) -> tuple[Any, ...]:
@@ -169,12 +207,12 @@ def build_rows(records: Iterable[RunRecord]) -> list[Row]:
         groups.setdefault(_row_key(record), []).append(record)
     rows = []
     for (label, binarizer, tp, ggn, do, sweep), members in groups.items():
-        done = [r for r in members if r.status == "FINISHED"]
+        done = [r for r in members if _finished(r)]
         accs = _values(done, ACCURACY)
         devices = sorted({r.tags.get("device", "?") for r in done}) or ["–"]
         rows.append(Row(
             label=label, strategy=members[0].tags.get("strategy", "?"), tp=tp, ggn=ggn, do=do,
-            binarizer=binarizer, sweep=sweep, runs=len(done), failed=len(members) - len(done),
+            binarizer=binarizer, sweep=sweep, runs=len(done), **_outcomes(members),
             acc_mean=_mean(accs),
             # one run has no spread: None, not a misleading 0.00
             acc_std=statistics.pstdev(accs) if len(accs) > 1 else None,
@@ -193,7 +231,7 @@ def _by_seed(records: Iterable[RunRecord]) -> dict[str, list[float]]:
     """Finished runs' test accuracies per seed (runs without a seed cannot be paired)."""
     out: dict[str, list[float]] = {}
     for r in records:
-        if r.status == "FINISHED" and r.seed is not None:
+        if _finished(r) and r.seed is not None:
             out.setdefault(r.seed, []).extend(_values([r], ACCURACY))
     return {seed: accs for seed, accs in out.items() if accs}
 
@@ -204,7 +242,7 @@ def _with_reference(rows: list[Row], groups: Mapping[tuple[Any, ...], list[RunRe
     references = [r for key, members in groups.items() if key[0] == REFERENCE_ROW
                   for r in members]
     ref_by_seed = _by_seed(references)
-    population = _values([r for r in references if r.status == "FINISHED"], ACCURACY)
+    population = _values([r for r in references if _finished(r)], ACCURACY)
     if not population:
         return rows
     out = []
@@ -285,6 +323,8 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def _accuracy(row: Row) -> str:
+    if row.runs == 0 and row.not_finished:  # no number to show: say why, in capitals
+        return ", ".join(k.upper() for k in row.not_finished)
     if row.acc_mean is None:
         return "–"
     if row.acc_std is None:  # one run: no spread to show
@@ -315,7 +355,8 @@ _TAIL = ["weight images", "search s", "device", "model_bits", "speedup", "genoty
 
 
 def _cells(row: Row, sweep_keys: Sequence[str], with_reference: bool) -> list[str]:
-    n = f"{row.runs}" + (f" (+{row.failed} failed or killed)" if row.failed else "")
+    left_out = ", ".join(f"+{n} {what}" for what, n in row.not_finished.items())
+    n = f"{row.runs}" + (f" ({left_out})" if left_out else "")
     swept = dict(row.sweep)
     head = [row.label, row.tp, row.ggn, row.do, row.binarizer, _accuracy(row),
             _pct(row.acc_best), n]
@@ -338,14 +379,16 @@ def _csv(rows: Sequence[Row], keys: Sequence[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["strategy", "tp", "ggn", "do", "binarizer", "test_acc_mean",
-                     "test_acc_std", "test_acc_best", "runs", "failed", "delta_vs_random",
+                     "test_acc_std", "test_acc_best", "runs", "failed", "killed", "diverged",
+                     "running", "delta_vs_random",
                      "delta_low", "delta_high", "delta_seeds", "percentile_vs_random",
                      "reference", "weight_images", "search_seconds", "device", "model_bits",
                      "speedup_estimate", "genotypes", *keys])
     for r in rows:
         swept = dict(r.sweep)
         writer.writerow([r.label, *(_CSV_SWITCH[x] for x in (r.tp, r.ggn, r.do)), r.binarizer,
-                         r.acc_mean, r.acc_std, r.acc_best, r.runs, r.failed, r.delta,
+                         r.acc_mean, r.acc_std, r.acc_best, r.runs, r.failed, r.killed,
+                         r.diverged, r.running, r.delta,
                          r.delta_low, r.delta_high, r.delta_seeds or "", r.percentile,
                          r.reference, r.weight_images, r.search_seconds, r.device,
                          r.model_bits, r.speedup, " ".join(r.genotypes),

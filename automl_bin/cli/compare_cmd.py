@@ -110,7 +110,9 @@ def compare_command(experiment: str, fmt: str, suite: str | None, plot: str | No
     propagation, GGN, D.O. decoupled optimisation) and swept values; test accuracy as mean ± std
     over seeds with the best of N beside it, the weight-training budget (images seen by weight
     steps during the search), search cost in seconds with the device, model bits and the
-    speedup estimate. Failed runs are counted, not averaged.
+    speedup estimate. Runs that did not finish (FAILED, KILLED, still RUNNING) or finished with
+    a non-finite test accuracy or loss (diverged) are counted apart in N, never averaged; a row
+    with no finished run shows their status where its accuracy would be.
 
     With random-genotype reference runs (a suite's [reference] random_genotypes = N) they form
     one row, and every other row shows "Δ vs random": its mean seed-paired accuracy difference
