@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["AutomlBinError", "UsageError", "PluginError", "DataNotFoundError", "StopRun",
-           "suggest"]
+           "suggest", "add_note", "notes_of"]
 
 
 class AutomlBinError(Exception):
@@ -44,6 +44,18 @@ class PluginError(AutomlBinError):
     """A plugin misbehaved (import error, hook raising, wrong type, duplicate name)."""
 
     exit_code = 2
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` (Python 3.11+), also on 3.10; a note already there is kept once."""
+    notes = list(getattr(exc, "__notes__", []))
+    if note not in notes:
+        exc.__notes__ = [*notes, note]  # what add_note stores; 3.11 tracebacks print it too
+
+
+def notes_of(exc: BaseException) -> str:
+    """The notes of ``exc`` (e.g. the plugin that raised it) as one sentence, or ''."""
+    return "".join(f" {note}" for note in getattr(exc, "__notes__", []))
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:

@@ -362,6 +362,12 @@ class ResolvedRecipe:
     #: the estimator the strategy asked for (its ``estimator`` key), or None
     search_estimator: Any | None = None
 
+    @property
+    def components(self) -> tuple[Any, ...]:
+        """The plugin instances of the run (for naming the one whose code fails)."""
+        return tuple(c for c in (self.dataset, self.search_space, self.binarizer, self.strategy,
+                                 self.retrain_estimator, self.search_estimator) if c is not None)
+
 
 def _plugin_config(registry: Registry, kind: str, name: str, params: Mapping[str, Any],
                    section: str) -> tuple[type, Any]:

@@ -8,12 +8,13 @@ shows more (``automl-bin plugins``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
 
-from automl_bin.errors import PluginError, UsageError, suggest
+from automl_bin.errors import PluginError, UsageError, add_note, suggest
 from automl_bin.interfaces import Binarizer, Dataset, Estimator, SearchSpace, Strategy
 
 __all__ = ["KINDS", "Entry", "PluginProblem", "Registry"]
@@ -44,6 +45,21 @@ class Entry:
     @property
     def module(self) -> str:
         return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+    def describe(self) -> str:
+        """``strategy 'darts' (plugin 'darts_strategy', distribution automl-bin 0.1.0)``."""
+        return (f"{self.kind.replace('_', ' ')} {self.name!r} (plugin {self.plugin!r}, "
+                f"distribution {self.distribution} {self.version})".replace(" )", ")"))
+
+    def owns(self, module: str) -> bool:
+        """Whether code in ``module`` is this component's: its class's module or a module of
+        the same package (a plugin's helpers), unless that package is the core's."""
+        home = self.cls.__module__
+        package = home.rpartition(".")[0] or home
+        if module == home:
+            return True
+        return package.split(".")[0] != "automl_bin" and (
+            module == package or module.startswith(package + "."))
 
 
 @attrs.frozen
@@ -109,6 +125,31 @@ class Registry:
         if broken:
             message += " Some plugins failed to load: " + "; ".join(str(p) for p in broken) + "."
         raise UsageError(message)
+
+    def blame(self, exc: BaseException, components: Iterable[Any]) -> Entry | None:
+        """The registered component among ``components`` (a run's plugin instances) whose code
+        raised ``exc``: the one owning the innermost traceback frame that is one of its methods
+        or in its plugin's modules. None when only core or library code is on the stack."""
+        used = [entry for entry in self if any(type(c) is entry.cls for c in components)]
+        frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+        for frame in reversed(frames):
+            owner = frame.f_locals.get("self")
+            module = str(frame.f_globals.get("__name__", ""))
+            for entry in used:
+                if (owner is not None and isinstance(owner, entry.cls)) or entry.owns(module):
+                    return entry
+        return None
+
+    def failure_message(self, exc: BaseException, components: Iterable[Any]) -> str:
+        """``ValueError: ...`` of a run's failure, naming the plugin and distribution whose
+        code raised it (also added to ``exc`` as a note, which the CLI shows)."""
+        entry = self.blame(exc, components)
+        text = f"{type(exc).__name__}: {exc}"
+        if entry is None:
+            return text
+        note = f"Raised by {entry.describe()}."
+        add_note(exc, note)
+        return f"{text} ({note})"
 
     def create(self, kind: str, name: str, config: Any = None) -> Any:
         """Instantiate ``name`` with an already validated ``config`` (default config when None)."""

@@ -386,7 +386,8 @@ class Run:
                 signals.flush()
                 if signals.received is not None:  # e.g. a collective whose peer was stopped
                     raise self._interrupted() from exc
-                self.end("FAILED", error=f"{type(exc).__name__}: {exc}")
+                self.end("FAILED", error=self.plugins.registry.failure_message(
+                    exc, self.resolved.components))
                 raise
             signals.armed = False
             self.end("FINISHED")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from automl_bin import __version__
-from automl_bin.errors import AutomlBinError
+from automl_bin.errors import AutomlBinError, notes_of
 
 __all__ = ["cli", "main"]
 
@@ -70,7 +70,8 @@ class AutomlBinGroup(click.Group):
             if os.environ.get("AUTOML_BIN_DEBUG"):
                 raise
             raise _CliError(
-                f"{type(exc).__name__}: {exc}. This is a runtime failure, not a recipe problem; "
+                f"{type(exc).__name__}: {exc}.{notes_of(exc)} This is a runtime failure, not a "
+                "recipe problem; "
                 "the run (if one started) is marked FAILED. Set AUTOML_BIN_DEBUG=1 to see the "
                 "traceback, and report it with the recipe if it looks like a bug.",
                 1, "Failed") from exc
