@@ -129,7 +129,8 @@ def run_suite(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: Plug
         if resume is not None:  # refuse edited member recipes before anything runs
             for member, rec in zip(plan.members, resolved):
                 try:
-                    _member_resume_point(resume.entries.get(member.name, {}), rec, resume)
+                    _member_resume_point(resume.entries.get(member.name, {}), rec,
+                                         resume.allowed_changes)
                 except UsageError as exc:
                     raise UsageError(f"Suite member {member.name!r} (its recipe is the suite's "
                                      f"recipe.toml in {str(run_dir)!r}): {exc}") from exc
@@ -161,7 +162,8 @@ def _run_suite_in(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: 
     plugins.pm.register(search, name=f"automl_bin.suite_search_metrics.{id(search)}")
     try:
         interrupted = _run_members(plan, resolved, plugins, progress, info, run_dir, before,
-                                   search, records, entries)
+                                   search, records, entries,
+                                   resume.allowed_changes if resume is not None else ())
     finally:
         plugins.pm.unregister(search)
     status = "FINISHED"
@@ -194,8 +196,8 @@ class _SearchMetrics:
 def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: PluginSet,
                  progress: Progress, info: SuiteInfo, run_dir: Path,
                  before: dict[str, dict[str, Any]], search: _SearchMetrics,
-                 records: list[RunRecord], entries: list[dict[str, Any]]
-                 ) -> RunInterrupted | None:
+                 records: list[RunRecord], entries: list[dict[str, Any]],
+                 allowed: Sequence[str]) -> RunInterrupted | None:
     """Run (or keep) every member, appending to ``records`` and ``entries``; the interrupt
     that stopped the suite, if one did."""
     interrupted: RunInterrupted | None = None
@@ -214,7 +216,7 @@ def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: P
                                      run_id=earlier.get("mlflow_run_id") or ""))
             continue
         progress.info(f"[{i}/{len(plan.members)}] {member.name}")
-        point = _member_resume_point(earlier, rec, resume)
+        point = _member_resume_point(earlier, rec, allowed)
         if point is not None:
             progress.info(f"Resuming {member.name} in {point.run_dir}")
         search.metrics = {}
@@ -305,13 +307,13 @@ def _folder(exc: BaseException) -> str | None:
 
 
 def _member_resume_point(entry: dict[str, Any], rec: ResolvedRecipe,
-                         resume: SuiteResume | None) -> ResumePoint | None:
+                         allowed: Sequence[str]) -> ResumePoint | None:
     """Where an interrupted member continues, or None to run it from the start (it had no
     folder or no finished search epoch yet). A member whose process died is marked KILLED;
     one whose recipe in the suite's recipe.toml changed since its checkpoint is refused
     unless the suite resume allows the change (`check_recipe_changes`)."""
     folder = entry.get("run_dir")
-    if not folder or entry.get("status") == "FINISHED" or resume is None:
+    if not folder or entry.get("status") == "FINISHED":
         return None
     if Path(folder).is_dir():
         mark_dead_run_killed(Path(folder))
@@ -320,7 +322,7 @@ def _member_resume_point(entry: dict[str, Any], rec: ResolvedRecipe,
     except UsageError:
         return None
     point = attrs.evolve(point, recipe_text=recipe_to_toml(rec.recipe.raw))
-    return check_recipe_changes(point, resume.allowed_changes)
+    return check_recipe_changes(point, allowed)
 
 
 def _row_tags(resolved: ResolvedRecipe) -> dict[str, str]:

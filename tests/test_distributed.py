@@ -95,7 +95,9 @@ def test_nproc_relaunches_through_torchrun(monkeypatch: pytest.MonkeyPatch) -> N
 
     calls: list[list[str]] = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    # the launcher (which also forwards signals to torchrun) gets exactly this command
+    monkeypatch.setattr(distributed, "launch", lambda nproc, args: calls.append(
+        distributed.torchrun_command(nproc, args)) or 0)
     result = CliRunner().invoke(cli, ["run", "--nproc", "2", "r.toml", "--set", "a.b=1",
                                       "--quiet"])
     assert result.exit_code == 0, result.output
