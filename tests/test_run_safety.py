@@ -259,6 +259,7 @@ def test_sigterm_to_the_nproc_launcher_reaches_every_worker(tmp_path):
     assert not survivors, (survivors, output[-3000:])
     (folder,) = runs.iterdir()
     assert json.loads((folder / "summary.json").read_text())["status"] == "KILLED"
-    assert "--resume" in output
+    assert "--resume" in output and (folder / "search_checkpoint.pt").is_file()  # resumable
+    assert lock_holder(folder) is None
     parent, _ = _tracked(tmp_path, folder)
     assert parent.info.status == "KILLED"
