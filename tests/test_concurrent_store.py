@@ -184,3 +184,26 @@ def test_runs_started_together_in_a_fresh_folder_are_all_tracked(tmp_path: Path,
     assert len(client.search_runs([experiment.experiment_id])) == RUNS * 3  # parent + 2 phases
     counts = [_check_tracked(client, run_dir) for run_dir in run_dirs]
     assert min(counts) > 20, counts  # a search and a retrain epoch's worth of metrics each
+
+
+def test_a_run_whose_store_cannot_be_opened_exits_1_with_the_reason(tmp_path: Path,
+                                                                    tiny_recipe: Any) -> None:
+    """Never exit 0 untracked: the default on_error = "stop" ends the run before training."""
+    from click.testing import CliRunner
+
+    from automl_bin.cli import cli
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    text = tiny_recipe(name="unopenable").replace(
+        f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{blocker}/mlflow.db")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", str(recipe), "--quiet"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1, out
+    assert "MLflow tracking failed in on_run_start" in out and "Nothing was trained" in out
+    assert "Traceback" not in out
+    (run_dir,) = (tmp_path / "runs" / "unopenable").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "FAILED"
+    assert not (run_dir / "search_checkpoint.pt").exists()
