@@ -492,13 +492,14 @@ class Run:
         """One strategy epoch with the runner's metrics, checkpointed before it is reported."""
         t0 = time.perf_counter()
         metrics = dict(self.strategy.run_epoch(epoch))
-        # before anything is derived or checkpointed from a diverged search
-        check_search_epoch(epoch, metrics, self.strategy.op_weights(),
-                           distributed.arch_parameters_of(self.strategy))
+        # before anything is derived or checkpointed from a diverged search: losses, α
+        check_search_epoch(epoch, metrics, None, distributed.arch_parameters_of(self.strategy))
         metrics["epoch_seconds"] = time.perf_counter() - t0
         # arch.* counts of the genotype derived now: collapse shows epoch by epoch
         metrics.update(search_diagnostics(self.strategy, self.resolved.search_space))
         metrics.update(self._snapshot_weights(reporter, epoch))
+        if self.weight_history and self.weight_history[-1].epoch == epoch:
+            check_search_epoch(epoch, {}, self.weight_history[-1].weights, ())
         state = search_checkpoint(
             epoch=epoch, strategy_state=self.strategy.state_dict(),
             recipe_text=self.info.recipe_text, search_seconds=self._search_seconds(),

@@ -196,6 +196,21 @@ def test_divergence_stops_the_run_failed_naming_phase_epoch_quantity_and_key(tmp
     assert parent.info.status == "FAILED" and children["search"].info.status == "FAILED"
 
 
+def test_non_finite_alpha_or_operation_weights_are_named():
+    import torch
+
+    from automl_bin.finite_check import NonFiniteError, check_search_epoch
+
+    check_search_epoch(0, {"train_loss": 1.0, "note": "text"}, {"normal": [[0.5, 0.5]]},
+                       [torch.zeros(2, 3)])  # finite: nothing raised
+    with pytest.raises(NonFiniteError, match=r"epoch 3: the operation weights of cell "
+                                             r"'reduce'.*`\[strategy\] arch_lr`"):
+        check_search_epoch(2, {"train_loss": 1.0}, {"normal": [[0.5, 0.5]],
+                                                    "reduce": [[float("nan"), 1.0]]}, [])
+    with pytest.raises(NonFiniteError, match=r"epoch 1: the architecture parameter α #1"):
+        check_search_epoch(0, {}, None, [torch.zeros(2), torch.tensor([0.0, float("inf")])])
+
+
 class Opaque:
     """A value torch.load(weights_only=True) refuses: an arbitrary class instance."""
 
