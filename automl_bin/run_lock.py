@@ -17,7 +17,8 @@ import attrs
 
 from automl_bin.errors import UsageError
 
-__all__ = ["LOCK_FILE", "RunLock", "RunLockedError", "acquire_run_lock", "lock_holder"]
+__all__ = ["LOCK_FILE", "RunLock", "RunLockedError", "acquire_run_lock", "live_run_error",
+           "lock_holder"]
 
 LOCK_FILE = "run.lock"
 
@@ -59,17 +60,22 @@ def acquire_run_lock(run_dir: Path) -> RunLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        pid = _read_pid(path)
-        who = f"process {pid}" if pid is not None else "another process"
-        raise RunLockedError(
-            f"The run in {str(run_dir)!r} is still running ({who} holds {LOCK_FILE}); two "
-            "processes writing one run would duplicate its epochs and tracked runs. Wait for it "
-            f"to end, or stop it first (kill {pid if pid is not None else 'PID'}: it is marked "
-            "KILLED and keeps its checkpoint), then resume it.") from None
+        raise live_run_error(run_dir, _read_pid(path)) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     os.fsync(fd)
     return RunLock(path=path, fd=fd)
+
+
+def live_run_error(run_dir: Path, pid: int | None) -> RunLockedError:
+    """The refusal to touch the live run in ``run_dir`` held by process ``pid``."""
+    who = f"process {pid}" if pid is not None and pid > 0 else "another process"
+    kill = f"kill {pid}" if pid is not None and pid > 0 else "kill PID"
+    return RunLockedError(
+        f"The run in {str(run_dir)!r} is still running ({who} holds its {LOCK_FILE}); two "
+        "processes writing one run would duplicate its epochs and tracked runs. Wait for it to "
+        f"end, or stop it first ({kill}: it is marked KILLED and keeps its checkpoint), then "
+        "resume it.")
 
 
 def lock_holder(run_dir: Path) -> int | None:

@@ -195,18 +195,14 @@ def _refuse_live_run(path: Any) -> None:
     a run whose process died is marked KILLED (its folder and tracked runs) and said so.
     Only rank 0 of a data-parallel resume checks: it is the one that takes the lock."""
     from automl_bin.dead_runs import mark_dead_run_killed
-    from automl_bin.run_lock import LOCK_FILE, RunLockedError, lock_holder
+    from automl_bin.run_lock import live_run_error, lock_holder
 
     if int(os.environ.get("RANK", "0")) != 0:
         return
     folder = path.parent if path.is_file() else path
     pid = lock_holder(folder)
     if pid is not None:
-        raise RunLockedError(
-            f"The run in {str(folder)!r} is still running (process {pid} holds its "
-            f"{LOCK_FILE}); resuming it now would duplicate its epochs and tracked runs. Wait "
-            f"for it to end, or stop it first (kill {pid}: it is marked KILLED and keeps its "
-            "checkpoint), then resume it.")
+        raise live_run_error(folder, pid)
     if folder.is_dir() and mark_dead_run_killed(folder):
         click.echo(f"The run in {folder} had died without ending (no process holds it); it is "
                    "now marked KILLED in its folder and in MLflow.", err=True)
