@@ -72,6 +72,27 @@ def test_migration_races_are_transient_only_while_opening_the_store() -> None:
     assert is_transient(RuntimeError("duplicate column name: step"), opening=True)
 
 
+def test_mlflow_error_logs_of_a_locked_database_are_dropped() -> None:
+    """MLflow logs an ERROR with a traceback for each failed session; a locked database is
+    retried, so those records are dropped, and every other error still shows."""
+    import logging
+
+    from automl_bin.tracking.sqlite_guard import quiet_transient_errors
+
+    quiet_transient_errors()
+    quiet_transient_errors()  # once per process, however often clients are made
+    logger = logging.getLogger("mlflow.store.db.utils")
+    assert len(logger.filters) == len(set(map(type, logger.filters)))
+
+    def record(exc: Exception) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "SQLAlchemy database "
+                                 "error.", (), (type(exc), exc, None))
+
+    assert not logger.filter(record(RuntimeError("(sqlite3.OperationalError) database is "
+                                                 "locked")))
+    assert logger.filter(record(RuntimeError("(sqlite3.OperationalError) disk I/O error")))
+
+
 def test_opening_the_store_waits_for_the_lock(tmp_path: Path) -> None:
     """A process opening the store waits while another holds ``mlflow.db.lock``."""
     db = tmp_path / "mlflow.db"

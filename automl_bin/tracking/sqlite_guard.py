@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["CALL_DELAYS_S", "OPEN_DELAYS_S", "RetryingClient", "is_transient", "store_lock",
-           "with_retries"]
+__all__ = ["CALL_DELAYS_S", "OPEN_DELAYS_S", "RetryingClient", "is_transient",
+           "quiet_transient_errors", "store_lock", "with_retries"]
 
 T = TypeVar("T")
 
-#: pauses between attempts of a tracking call that hit a locked database; with sqlite's own
-#: 5 s busy wait per attempt, a writer holding the file for about half a minute loses nothing
+#: pauses between attempts of a tracking call that hit a locked database; each attempt itself
+#: waits about 20 s for the lock (sqlite's busy wait, measured with MLflow 3.17), so a writer
+#: holding the file for up to about two minutes loses nothing
 CALL_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: pauses between attempts to open (create or migrate) the store
 OPEN_DELAYS_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0)
@@ -70,6 +72,27 @@ def with_retries(call: Callable[[], T], *, opening: bool = False,
                 raise
         time.sleep(delay)
     return call()
+
+
+class _DropLockedErrors(logging.Filter):
+    """Drops the ERROR record (with a traceback) MLflow logs for every failed session, when the
+    failure is a locked database: the call is retried, and one that still fails raises with
+    the reason, so the record would only bury the run's output in tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and is_transient(exc))
+
+
+#: the MLflow logger that reports each failed database session
+_MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
+
+
+def quiet_transient_errors() -> None:
+    """Install `_DropLockedErrors` on MLflow's database logger (once per process)."""
+    logger = logging.getLogger(_MLFLOW_DB_LOGGER)
+    if not any(isinstance(f, _DropLockedErrors) for f in logger.filters):
+        logger.addFilter(_DropLockedErrors())
 
 
 @contextlib.contextmanager

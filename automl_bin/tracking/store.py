@@ -24,6 +24,7 @@ from automl_bin.tracking.names import (
 from automl_bin.tracking.sqlite_guard import (
     OPEN_DELAYS_S,
     RetryingClient,
+    quiet_transient_errors,
     store_lock,
     with_retries,
 )
@@ -55,6 +56,7 @@ def make_client(uri: str) -> MlflowClient:
     db = sqlite_path(uri)
     if db is None:
         return MlflowClient(tracking_uri=uri)  # servers retry and migrate on their own
+    quiet_transient_errors()
     with store_lock(db):
         client = with_retries(lambda: MlflowClient(tracking_uri=uri), opening=True,
                               delays=OPEN_DELAYS_S)
