@@ -231,8 +231,9 @@ def _check_data_parallel(resolved: ResolvedRecipe, suite: SuiteInfo | None) -> N
                          "not a suite; run the suite's members one by one, or without --nproc.")
     if not getattr(resolved.strategy, "supports_data_parallel", False):
         raise UsageError(f"Strategy {recipe.strategy.name!r} does not support data-parallel "
-                         "runs (torchrun, automl-bin run --nproc); the differentiable "
-                         "strategies darts, pc_darts and dcp_nas do. Run it in one process.")
+                         "runs (torchrun, automl-bin run --nproc): only strategies that "
+                         "average their gradients over ranks (supports_data_parallel, e.g. "
+                         "those on the one-shot base) do. Run it in one process.")
     est = resolved.retrain_estimator
     if est is not None and not getattr(est, "supports_data_parallel", False):
         raise UsageError(f"Estimator {recipe.retrain.estimator!r} does not support data-parallel "

@@ -44,7 +44,8 @@ Examples:
 @click.option("--nproc", type=int, default=None, metavar="N",
               help="Data-parallel search and retraining in N processes on this machine (one per "
                    "GPU, or CPU processes with the gloo backend), started through torchrun; "
-                   "darts, pc_darts and dcp_nas only. See docs/scaling.md.")
+                   "strategies that support it only (the built-in one-shot ones). "
+                   "See docs/scaling.md.")
 def run_command(recipe: str | None, overrides: tuple[str, ...], from_run: str | None,
                 resume: str | None, allow_changes: tuple[str, ...], uri: str | None,
                 quiet: bool, plain: bool, nproc: int | None) -> None:
