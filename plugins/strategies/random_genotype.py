@@ -34,6 +34,9 @@ REFERENCE_TAG = ("reference", "random_genotypes")
 class RandomGenotypeConfig:
     #: which of a seed's references this is (1..N in a suite); with the run seed it seeds the draw
     index: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    #: the seed of the draw; -1 (default) uses the run seed. Fixing it retrains ONE genotype
+    #: under several run seeds: the seed-to-seed spread of the retraining alone
+    draw_seed: int = attrs.field(default=-1, validator=attrs.validators.ge(-1))
 
 
 def draw_genotype(space: Any, seed: int, index: int) -> Genotype:
@@ -58,7 +61,8 @@ class RandomGenotype(Strategy):
     def run_epoch(self, epoch: int) -> Mapping[str, float]:
         env = self.env
         assert env is not None
-        self.genotype = draw_genotype(env.space, env.seed, self.config.index)
+        seed = env.seed if self.config.draw_seed < 0 else self.config.draw_seed
+        self.genotype = draw_genotype(env.space, seed, self.config.index)
         return {"weight_images": 0.0}
 
     def derive(self) -> Genotype:
