@@ -77,6 +77,9 @@ class RunResult:
     estimate: Estimate | None = None
     #: the run's tags (strategy, versions, device, recipe hash, suite label, ...)
     tags: Mapping[str, str] = attrs.field(factory=dict)
+    #: a SIGTERM/SIGINT that arrived but did not stop the run (a library swallowed the
+    #: KeyboardInterrupt, or it came while the run was ending): a suite stops after this run
+    signal: int | None = None
 
 
 def new_run_dir(output_dir: str | Path, experiment: str) -> Path:
@@ -371,9 +374,15 @@ class Run:
     def execute(self) -> RunResult:
         """Start, search, retrain and finish; on Ctrl-C, SIGTERM or an error, end the run
         (KILLED or FAILED, checkpoints kept) and raise."""
-        self.start()
         with _signals_as_interrupt() as signals:
             try:
+                self.start()
+            except KeyboardInterrupt as exc:
+                signals.armed = False
+                raise self._interrupted() from exc
+            try:
+                if signals.received is not None:  # raised inside a library that swallowed it
+                    raise KeyboardInterrupt(f"signal {signals.received}")
                 self.search()
                 self.retrain()
             except StopRun as exc:
@@ -395,7 +404,7 @@ class Run:
         assert self.genotype is not None
         return RunResult(run_dir=self.run_dir, genotype=self.genotype, summary=self.summary,
                          announcements=dict(self.info.announcements), estimate=self.estimate,
-                         tags=dict(self.info.tags))
+                         tags=dict(self.info.tags), signal=signals.received)
 
     # ---- set-up --------------------------------------------------------------------------------
     def start(self) -> None:

@@ -220,6 +220,7 @@ def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: P
         if point is not None:
             progress.info(f"Resuming {member.name} in {point.run_dir}")
         search.metrics = {}
+        result = None
         try:
             result = run(rec, plugins, progress, suite=info, extra_tags=tags, resume=point)
         except RunInterrupted as exc:
@@ -239,6 +240,10 @@ def _run_members(plan: SuitePlan, resolved: Sequence[ResolvedRecipe], plugins: P
         records.append(RunRecord(name=member.name, status=entry["status"], tags=tags,
                                  metrics=entry.get("metrics", {}),
                                  run_id=entry.get("mlflow_run_id") or ""))
+        if interrupted is None and result is not None and result.signal is not None:
+            # Ctrl-C/SIGTERM reached this member but did not stop it (e.g. it came while the
+            # run was ending): the member's result stands, the suite stops here
+            interrupted = RunInterrupted(f"signal {result.signal} during {member.name}")
         if interrupted is not None:
             break
         # after every member: a suite killed outright still says what it has done

@@ -400,3 +400,44 @@ def test_interrupted_suite_resumes_keeping_finished_runs(tmp_path):
     assert {r.data.tags["mlflow.parentRunId"] for r in members} == {suite_run.info.run_id}
     assert "nothing to resume" in CliRunner().invoke(
         cli, ["run", "--resume", str(folder)]).output
+
+
+@pytest.mark.parametrize("hook", ["on_run_start", "on_run_end"])
+def test_a_signal_a_library_swallows_still_stops_the_suite(tmp_path, hook):
+    """Ctrl-C/SIGTERM that lands inside code which catches KeyboardInterrupt itself (as MLflow's
+    store calls can) while a member starts or ends: the suite still stops after that member
+    instead of going on to the next one (seen on a 42-run table suite)."""
+    import os
+    import signal
+    import types
+
+    from automl_bin import hookimpl
+    from automl_bin.runner import RunInterrupted
+
+    calls = {"n": 0}
+    swallower = types.ModuleType("swallow_signal")
+
+    def swallow(**_kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.getsignal(signal.SIGINT)  # a call: lets Python run the handler here
+            except KeyboardInterrupt:
+                pass  # a library that swallows it
+
+    def observer(run):  # on_run_start(run)
+        swallow()
+
+    def observer_end(run, status):  # on_run_end(run, status)
+        swallow()
+
+    setattr(swallower, hook, hookimpl(observer if hook == "on_run_start" else observer_end))
+    text = tiny_recipe_text("darts", name="swallowed", retrain=False, tracking=False)
+    with pytest.raises(RunInterrupted) as info:
+        _run(tmp_path, text, ["experiment.seeds=3"],
+             plugins=make_plugins(("swallower", swallower)))
+    state = json.loads((info.value.run_dir / "suite.json").read_text())
+    assert state["status"] == "KILLED"
+    expected = "KILLED" if hook == "on_run_start" else "FINISHED"
+    assert [m["status"] for m in state["members"]] == [expected]  # seeds 2 and 3 never ran
