@@ -281,52 +281,12 @@ def test_wrong_input_shape_is_a_usage_error(packed_bytes):
 # automl-bin export
 # ---------------------------------------------------------------------------------------------
 
-RECIPE = """
-[data]
-name = "synthetic"
-channels = 1
-image_size = 8
-num_classes = 3
-
-[search_space]
-name = "darts"
-layers = 2
-init_channels = 4
-nodes = 2
-stem_multiplier = 1
-ops = "binary"
-
-[binarizer]
-name = "xnor"
-
-[strategy]
-name = "darts"
-
-[retrain]
-network = { layers = 2, init_channels = 4, stem_multiplier = 1 }
-"""
-
-_CELL = {"edges": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2],
-                   ["max_pool_3x3", 0, 3], ["dil_conv_3x3", 2, 3]], "concat": [2, 3]}
-
-
 @pytest.fixture
-def run_folder(tmp_path) -> tuple[Path, nn.Module]:
+def run_folder(tmp_path, make_export_run) -> tuple[Path, nn.Module]:
     """A finished run's folder: recipe.toml, genotype.json and a model.pt."""
     from automl_bin.cli.export import load_run_network
 
-    folder = tmp_path / "run"
-    folder.mkdir()
-    (folder / "recipe.toml").write_text(RECIPE)
-    (folder / "genotype.json").write_text(
-        Genotype(space="darts", cells={"normal": _CELL, "reduce": _CELL}).to_json())
-    from automl_bin.cli.common import load_and_resolve
-
-    resolved, _ = load_and_resolve(str(folder / "recipe.toml"), ())
-    net = resolved.search_space.build_network(
-        Genotype.from_json((folder / "genotype.json").read_text()), (1, 8, 8), 3,
-        resolved.binarizer, {"layers": 2, "init_channels": 4, "stem_multiplier": 1})
-    torch.save(_randomize(net, seed=6).state_dict(), folder / "model.pt")
+    folder = make_export_run(tmp_path / "run", transform=lambda net: _randomize(net, seed=6))
     return folder, load_run_network(folder)[0]
 
 

@@ -7,61 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from automl_bin.cli import cli
-from automl_bin.interfaces import Genotype
-
-RECIPE = """
-[data]
-name = "synthetic"
-channels = 1
-image_size = 8
-num_classes = 3
-
-[search_space]
-name = "darts"
-layers = 2
-init_channels = 4
-nodes = 2
-stem_multiplier = 1
-ops = "binary"
-
-[binarizer]
-name = "xnor"
-
-[strategy]
-name = "darts"
-
-[retrain]
-network = { layers = 2, init_channels = 4, stem_multiplier = 1 }
-"""
-
-_CELL = {"edges": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2],
-                   ["max_pool_3x3", 0, 3], ["dil_conv_3x3", 2, 3]], "concat": [2, 3]}
-
-
-def _make_run_folder(folder: Path) -> Path:
-    """A finished run's folder: recipe.toml, genotype.json, model.pt and summary.json."""
-    from automl_bin.cli.common import load_and_resolve
-
-    folder.mkdir(parents=True)
-    (folder / "recipe.toml").write_text(RECIPE)
-    genotype = Genotype(space="darts", cells={"normal": _CELL, "reduce": _CELL})
-    (folder / "genotype.json").write_text(genotype.to_json())
-    (folder / "summary.json").write_text('{"status": "FINISHED"}')
-    resolved, _ = load_and_resolve(str(folder / "recipe.toml"), ())
-    net = resolved.search_space.build_network(
-        genotype, (1, 8, 8), 3, resolved.binarizer,
-        {"layers": 2, "init_channels": 4, "stem_multiplier": 1})
-    torch.save(net.state_dict(), folder / "model.pt")
-    return folder
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_run_folder(tmp_path_factory.mktemp("export") / "run")
+def run(tmp_path_factory: pytest.TempPathFactory, make_export_run) -> Path:
+    """A finished run's folder: recipe.toml, genotype.json, model.pt and summary.json."""
+    return make_export_run(tmp_path_factory.mktemp("export") / "run", finished=True)
 
 
 def _export(*args: str) -> tuple[int, str]:
@@ -84,8 +38,9 @@ def test_an_existing_file_is_replaced_only_with_force(run: Path, tmp_path: Path)
     assert code == 2 and "--force" in text
 
 
-def test_the_default_export_is_written_once_then_needs_force(tmp_path: Path) -> None:
-    folder = _make_run_folder(tmp_path / "run")
+def test_the_default_export_is_written_once_then_needs_force(tmp_path: Path,
+                                                            make_export_run) -> None:
+    folder = make_export_run(tmp_path / "run", finished=True)
     code, text = _export(str(folder))
     assert code == 0 and (folder / "model.abin").is_file(), text
     code, text = _export(str(folder))
@@ -104,8 +59,8 @@ def test_files_of_a_run_folder_are_never_replaced(run: Path, name: str) -> None:
 
 
 def test_files_of_another_run_folder_and_through_links_are_never_replaced(
-        run: Path, tmp_path: Path) -> None:
-    other = _make_run_folder(tmp_path / "other")
+        run: Path, tmp_path: Path, make_export_run) -> None:
+    other = make_export_run(tmp_path / "other", finished=True)
     (other / "search").mkdir()
     plot = other / "search" / "curves.png"
     plot.write_bytes(b"png")
