@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from docs_examples import load_docs_example
 
 from automl_bin import hookimpl
 from automl_bin.interfaces import Binarizer, Dataset, Estimator, SearchSpace, Strategy
@@ -24,7 +25,6 @@ from automl_bin.testing import (
     tiny_recipe_text,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 LIFECYCLE = ("on_run_start", "on_phase_start", "on_epoch_end", "on_metrics", "on_artifact",
              "on_search_end", "on_retrain_end", "on_phase_end", "on_run_end")
 REGISTRATION = ("register_search_spaces", "register_binarizers", "register_strategies",
@@ -102,11 +102,7 @@ def test_registration_hook_return_value_is_ignored():
 
 def _docs_observer() -> types.ModuleType:
     """The "complete observer" example of docs/plugins.md, as a module."""
-    text = DOCS.read_text(encoding="utf-8")
-    match = re.search(r"<!-- example: observer -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/plugins.md lost its observer example"
-    module = types.ModuleType("events_log")
-    exec(compile(match.group(1), "docs/plugins.md:observer", "exec"), module.__dict__)
+    module = load_docs_example("observer", "events_log")
     assert set(LIFECYCLE) <= {n for n in vars(module) if n.startswith("on_")}
     return module
 

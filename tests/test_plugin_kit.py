@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from docs_examples import load_docs_example
 from click.testing import CliRunner
 
 from automl_bin.cli.main import AutomlBinGroup
@@ -314,17 +314,9 @@ def test_recipe_naming_a_broken_component_fails_clearly(broken_site, tmp_path):
 # docs/plugins.md "Writing a one-shot strategy": its example, run
 # --------------------------------------------------------------------------------------------
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
-
-
 def _docs_one_shot() -> types.ModuleType:
     """The one-shot example of docs/plugins.md, as a module."""
-    text = DOCS.read_text(encoding="utf-8")
-    match = re.search(r"<!-- example: one-shot -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/plugins.md lost its one-shot strategy example"
-    module = types.ModuleType("first_order")
-    exec(compile(match.group(1), "docs/plugins.md:one-shot", "exec"), module.__dict__)
-    return module
+    return load_docs_example("one-shot", "first_order")
 
 
 def test_docs_one_shot_example_conforms_and_runs_from_a_recipe(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from docs_examples import load_docs_example
 
 from automl_bin.search.sampled_path import PathTrainee, SampledPathConfig, SampledPathStrategy
 
@@ -23,11 +24,7 @@ def _section() -> str:
 
 def _docs_sampled_path() -> types.ModuleType:
     """The sampled-path example of docs/plugins.md, as a module."""
-    match = re.search(r"<!-- example: sampled-path -->\s*```python\n(.*?)```", _section(), re.S)
-    assert match, "docs/plugins.md lost its sampled-path strategy example"
-    module = types.ModuleType("lowest_loss")
-    exec(compile(match.group(1), "docs/plugins.md:sampled-path", "exec"), module.__dict__)
-    return module
+    return load_docs_example("sampled-path", "lowest_loss", _section())
 
 
 def _members() -> list[str]:
